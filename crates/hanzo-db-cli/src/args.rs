@@ -1,0 +1,257 @@
+//! Command-line arguments (parsed by clap, then validated into library types).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// hanzo-db: an embedded, multimodal vector store for local AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "hanzo-db", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Database directory.
+    #[arg(long, global = true, env = "HANZO_DB_PATH", default_value = "./hanzo-data")]
+    pub db: PathBuf,
+    /// Configuration file (TOML); command-line options win over it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or chatter.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a database, insert sample multimodal records, index them and search.
+    Demo,
+    /// List tables.
+    Tables,
+    /// Create a table.
+    CreateTable(CreateTable),
+    /// Drop a table and its data.
+    DropTable {
+        /// Table name.
+        name: String,
+    },
+    /// Import records from a file (JSONL, Parquet, CSV or .npy), streaming.
+    Import(Import),
+    /// Export a table to JSONL or Parquet.
+    Export(Export),
+    /// Insert or replace records from a file, by id.
+    Upsert(Import),
+    /// Search by vector, text, or both (hybrid).
+    Search(Search),
+    /// Fetch a record by id.
+    Get(Get),
+    /// Delete records by id or filter.
+    Delete(Delete),
+    /// Build and inspect indexes.
+    #[command(subcommand)]
+    Index(IndexCmd),
+    /// List a table's versions.
+    Versions {
+        /// Table name.
+        name: String,
+    },
+    /// Make a past version the latest.
+    Restore {
+        /// Table name.
+        name: String,
+        /// Version to restore.
+        version: u64,
+    },
+    /// Name a version.
+    Tag {
+        /// Table name.
+        name: String,
+        /// Version to tag.
+        version: u64,
+        /// Tag name.
+        tag: String,
+    },
+    /// Compact files, fold new rows into indexes, prune old versions.
+    Compact {
+        /// Table name.
+        name: String,
+    },
+    /// Rows, size on disk, versions, index coverage, fragments.
+    Stats {
+        /// Table name (all tables when left out).
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTable {
+    /// Table name.
+    pub name: String,
+    /// Vector dimension.
+    #[arg(long)]
+    pub dim: usize,
+    /// Distance metric.
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
+    /// Typed metadata field, NAME:TYPE (string, int, float, bool, timestamp, string_list).
+    #[arg(long = "field")]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Parquet,
+    Csv,
+    Npy,
+}
+
+#[derive(Debug, Args)]
+pub struct Import {
+    /// Table name.
+    pub name: String,
+    /// Input file.
+    pub file: PathBuf,
+    /// Input format (guessed from the extension when left out).
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Records per committed batch.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: usize,
+    /// Create the table first (needs --dim).
+    #[arg(long)]
+    pub create: bool,
+    /// Dimension for --create (taken from the first record when left out).
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Metric for --create.
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
+    /// Typed field for --create, NAME:TYPE.
+    #[arg(long = "field")]
+    pub fields: Vec<String>,
+    /// Ids for .npy rows, one per line (row numbers otherwise).
+    #[arg(long)]
+    pub ids: Option<PathBuf>,
+    /// Count and report bad records instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Export {
+    /// Table name.
+    pub name: String,
+    /// Output file.
+    pub file: PathBuf,
+    /// Output format (from the extension when left out).
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Export the table as of this version.
+    #[arg(long)]
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct Search {
+    /// Table name.
+    pub name: String,
+    /// Query vector as a JSON array.
+    #[arg(long)]
+    pub vector: Option<String>,
+    /// Query vector from a file (JSON array, or .npy with one row).
+    #[arg(long)]
+    pub vector_file: Option<PathBuf>,
+    /// Full-text query (with a vector too: hybrid search).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Number of results.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Metadata filter (JSON).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// IVF partitions to probe.
+    #[arg(long)]
+    pub nprobes: Option<usize>,
+    /// Re-rank factor.
+    #[arg(long)]
+    pub refine: Option<u32>,
+    /// Search at this version.
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Metadata keys to return (comma-separated); add `vector` or `blobs` to return those.
+    #[arg(long, value_delimiter = ',')]
+    pub select: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct Get {
+    /// Table name.
+    pub name: String,
+    /// Record id.
+    pub id: String,
+    /// Include blobs (as base64 in JSON, or as files with --out-dir).
+    #[arg(long)]
+    pub with_blobs: bool,
+    /// Write image, audio and blobs to files in this directory.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Read at this version.
+    #[arg(long)]
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct Delete {
+    /// Table name.
+    pub name: String,
+    /// Ids to delete.
+    #[arg(long = "id", conflicts_with = "filter", required_unless_present = "filter")]
+    pub ids: Vec<String>,
+    /// Delete every record the filter matches (JSON).
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCmd {
+    /// Build an index.
+    Create {
+        /// Table name.
+        name: String,
+        /// Index type.
+        #[arg(long = "type", default_value = "auto")]
+        kind: IndexKind,
+        /// IVF partitions.
+        #[arg(long)]
+        nlist: Option<u32>,
+        /// PQ sub-vectors.
+        #[arg(long)]
+        pq_dims: Option<u32>,
+        /// Column for a scalar index.
+        #[arg(long)]
+        column: Option<String>,
+    },
+    /// List indexes.
+    List {
+        /// Table name.
+        name: String,
+    },
+    /// Index coverage (indexed and unindexed rows).
+    Stats {
+        /// Table name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum IndexKind {
+    Auto,
+    IvfPq,
+    Hnsw,
+    Fts,
+    Scalar,
+}

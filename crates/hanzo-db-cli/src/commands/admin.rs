@@ -1,0 +1,152 @@
+//! Tables, indexes, versions and upkeep.
+
+use hanzo_db::IndexSpec;
+use serde_json::json;
+
+use super::{Ctx, schema_from_args};
+use crate::args::{CreateTable, IndexCmd, IndexKind};
+use crate::output::table;
+
+pub async fn tables(ctx: &Ctx) -> anyhow::Result<()> {
+    let names = ctx.db.list_tables().await?;
+    let mut rows = Vec::new();
+    let mut docs = Vec::new();
+    for n in &names {
+        let s = ctx.db.table_schema(n).await?;
+        let count = ctx.db.count(n, None).await?;
+        rows.push(vec![n.clone(), s.dimension.to_string(), s.metric.to_string(), count.to_string()]);
+        docs.push(json!({"name": n, "dimension": s.dimension, "metric": s.metric, "rows": count, "fields": s.fields}));
+    }
+    ctx.out.emit(&json!({"tables": docs}), || {
+        if names.is_empty() { "no tables".into() } else { table(&["TABLE", "DIM", "METRIC", "ROWS"], &rows) }
+    });
+    Ok(())
+}
+
+pub async fn create_table(ctx: &Ctx, a: CreateTable) -> anyhow::Result<()> {
+    let schema = schema_from_args(a.dim, &a.metric, &a.fields)?;
+    ctx.db.create_table(&a.name, schema.clone()).await?;
+    ctx.out.emit(&json!({"created": a.name, "schema": schema}), || {
+        format!("created table {} ({} dimensions, {})", a.name, schema.dimension, schema.metric)
+    });
+    Ok(())
+}
+
+pub async fn drop_table(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    ctx.db.drop_table(name).await?;
+    ctx.out.emit(&json!({"dropped": name}), || format!("dropped table {name}"));
+    Ok(())
+}
+
+pub async fn index(ctx: &Ctx, cmd: IndexCmd) -> anyhow::Result<()> {
+    match cmd {
+        IndexCmd::Create { name, kind, nlist, pq_dims, column } => {
+            let spec = match kind {
+                IndexKind::Auto => IndexSpec::Auto,
+                IndexKind::IvfPq => IndexSpec::IvfPq { nlist, pq_dims },
+                IndexKind::Hnsw => IndexSpec::Hnsw { m: None, ef_construction: None },
+                IndexKind::Fts => IndexSpec::FullText,
+                IndexKind::Scalar => IndexSpec::Scalar {
+                    column: column.ok_or_else(|| anyhow::anyhow!("--type scalar needs --column NAME"))?,
+                },
+            };
+            let bar = ctx.out.progress(None, &format!("building {kind:?} index on {name}"));
+            let start = std::time::Instant::now();
+            let res = ctx.db.create_index(&name, spec.clone()).await;
+            bar.finish_and_clear();
+            res?;
+            let secs = start.elapsed().as_secs_f64();
+            ctx.out.emit(&json!({"table": name, "index": spec, "seconds": secs}), || {
+                format!("built {kind:?} index on {name} in {secs:.2}s")
+            });
+        }
+        IndexCmd::List { name } | IndexCmd::Stats { name } => {
+            let idx = ctx.db.list_indexes(&name).await?;
+            let rows: Vec<Vec<String>> = idx
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.name.clone(),
+                        i.kind.clone(),
+                        i.columns.join(","),
+                        i.indexed_rows.map_or("-".into(), |n| n.to_string()),
+                        i.unindexed_rows.map_or("-".into(), |n| n.to_string()),
+                    ]
+                })
+                .collect();
+            ctx.out.emit(&json!({"table": name, "indexes": idx}), || {
+                if idx.is_empty() {
+                    format!("{name} has no indexes")
+                } else {
+                    table(&["NAME", "TYPE", "COLUMNS", "INDEXED", "UNINDEXED"], &rows)
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn versions(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let vs = ctx.db.list_versions(name).await?;
+    let rows: Vec<Vec<String>> = vs
+        .iter()
+        .map(|v| vec![v.version.to_string(), v.timestamp.clone(), v.operation.clone().unwrap_or_default(), v.tags.join(",")])
+        .collect();
+    ctx.out.emit(&json!({"table": name, "versions": vs}), || table(&["VERSION", "TIME", "OPERATION", "TAGS"], &rows));
+    Ok(())
+}
+
+pub async fn restore(ctx: &Ctx, name: &str, version: u64) -> anyhow::Result<()> {
+    let v = ctx.db.restore(name, version).await?;
+    ctx.out.emit(&json!({"table": name, "restored": version, "version": v}), || {
+        format!("restored {name} to version {version}; it is now version {v}")
+    });
+    Ok(())
+}
+
+pub async fn tag(ctx: &Ctx, name: &str, version: u64, tag: &str) -> anyhow::Result<()> {
+    ctx.db.tag(name, version, tag).await?;
+    ctx.out.emit(&json!({"table": name, "version": version, "tag": tag}), || format!("tagged {name} version {version} as {tag}"));
+    Ok(())
+}
+
+pub async fn compact(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let bar = ctx.out.progress(None, &format!("compacting {name}"));
+    let res = ctx.db.compact(name).await;
+    bar.finish_and_clear();
+    let s = res?;
+    ctx.out.emit(&json!({"table": name, "compaction": s}), || {
+        format!(
+            "compacted {name}: {} fragments merged into {}, {} old versions pruned, {} bytes freed",
+            s.fragments_removed, s.fragments_added, s.versions_pruned, s.bytes_removed
+        )
+    });
+    Ok(())
+}
+
+pub async fn stats(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<()> {
+    let names = match name {
+        Some(n) => vec![n.to_string()],
+        None => ctx.db.list_tables().await?,
+    };
+    let mut docs = Vec::new();
+    let mut rows = Vec::new();
+    for n in &names {
+        let s = ctx.db.table_stats(n).await?;
+        let indexed: u64 = s.indexes.iter().filter_map(|i| i.indexed_rows).max().unwrap_or(0);
+        rows.push(vec![
+            n.clone(),
+            s.rows.to_string(),
+            s.disk_bytes.to_string(),
+            s.version.to_string(),
+            s.versions.to_string(),
+            s.fragments.to_string(),
+            if s.indexes.is_empty() { "-".into() } else { format!("{indexed}/{}", s.rows) },
+        ]);
+        docs.push(json!({"table": n, "stats": s}));
+    }
+    ctx.out.emit(&json!({"tables": docs}), || {
+        table(&["TABLE", "ROWS", "BYTES", "VERSION", "VERSIONS", "FRAGMENTS", "INDEXED"], &rows)
+    });
+    Ok(())
+}

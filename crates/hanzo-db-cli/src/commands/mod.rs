@@ -1,0 +1,69 @@
+//! One module per group of commands; `run` opens the database and dispatches.
+
+mod admin;
+mod data;
+mod demo;
+mod search;
+
+use anyhow::Context;
+use hanzo_db::{Database, DatabaseConfig, DistanceMetric, FieldType, TableSchema};
+
+use crate::args::{Cli, Command};
+use crate::output::Out;
+
+/// Everything a command needs.
+pub struct Ctx {
+    pub db: Database,
+    pub out: Out,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Out { json: cli.json, quiet: cli.quiet };
+    let mut config = match &cli.config {
+        Some(p) => DatabaseConfig::from_toml_file(p)?,
+        None => DatabaseConfig::default(),
+    };
+    // --db (or HANZO_DB_PATH) wins over the file unless left at its default.
+    if cli.config.is_none() || cli.db.as_os_str() != "./hanzo-data" {
+        config.path = cli.db.clone();
+    }
+    let db = hanzo_db::connect(config.path.clone())
+        .config(config)
+        .execute()
+        .await
+        .context("cannot open the database")?;
+    let ctx = Ctx { db, out };
+    match cli.command {
+        Command::Demo => demo::run(&ctx).await,
+        Command::Tables => admin::tables(&ctx).await,
+        Command::CreateTable(a) => admin::create_table(&ctx, a).await,
+        Command::DropTable { name } => admin::drop_table(&ctx, &name).await,
+        Command::Import(a) => data::import(&ctx, a, false).await,
+        Command::Upsert(a) => data::import(&ctx, a, true).await,
+        Command::Export(a) => data::export(&ctx, a).await,
+        Command::Get(a) => data::get(&ctx, a).await,
+        Command::Delete(a) => data::delete(&ctx, a).await,
+        Command::Search(a) => search::run(&ctx, a).await,
+        Command::Index(a) => admin::index(&ctx, a).await,
+        Command::Versions { name } => admin::versions(&ctx, &name).await,
+        Command::Restore { name, version } => admin::restore(&ctx, &name, version).await,
+        Command::Tag { name, version, tag } => admin::tag(&ctx, &name, version, &tag).await,
+        Command::Compact { name } => admin::compact(&ctx, &name).await,
+        Command::Stats { name } => admin::stats(&ctx, name.as_deref()).await,
+    }
+}
+
+/// Builds a schema from `--dim`, `--metric` and `--field NAME:TYPE` options.
+pub fn schema_from_args(dim: usize, metric: &str, fields: &[String]) -> anyhow::Result<TableSchema> {
+    let metric: DistanceMetric = metric.parse()?;
+    let mut schema = TableSchema::new(dim).metric(metric);
+    for f in fields {
+        let (name, kind) = f
+            .split_once(':')
+            .with_context(|| format!("--field `{f}` must look like NAME:TYPE, e.g. year:int"))?;
+        let kind: FieldType = kind.parse()?;
+        schema = schema.field(name, kind);
+    }
+    schema.validate()?;
+    Ok(schema)
+}

@@ -1,0 +1,178 @@
+//! The crate's one error type.
+//!
+//! Every variant carries the context needed to act on it, and [`Error::hint`]
+//! says how to fix it where there is a fix. Engine errors (LanceDB's snafu
+//! errors, SQL drivers) are mapped into these variants rather than leaked.
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in hanzo-db.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A vector's length differs from the table's dimension.
+    #[error("wrong vector dimension for table `{table}`: expected {expected}, got {got}{}", record_suffix(.record))]
+    WrongVectorDimension {
+        /// The table written or searched.
+        table: String,
+        /// The table's dimension.
+        expected: usize,
+        /// The vector's length.
+        got: usize,
+        /// The record's id, when the vector belongs to a record.
+        record: Option<String>,
+    },
+    /// A vector holds NaN or an infinite value.
+    #[error("vector for table `{table}` holds a non-finite value ({value}) at position {position}{}", record_suffix(.record))]
+    NonFiniteVector {
+        /// The table written or searched.
+        table: String,
+        /// Index of the first bad component.
+        position: usize,
+        /// The bad value, printed.
+        value: String,
+        /// The record's id, when the vector belongs to a record.
+        record: Option<String>,
+    },
+    /// `create_table` on a name in use.
+    #[error("table `{name}` already exists")]
+    TableExists {
+        /// The table name.
+        name: String,
+    },
+    /// The table does not exist.
+    #[error("table `{name}` not found")]
+    TableNotFound {
+        /// The table name.
+        name: String,
+    },
+    /// A filter could not be parsed or does not fit the table's schema.
+    #[error("bad filter at `{path}`: {reason}")]
+    BadFilter {
+        /// Where in the filter document the problem is (JSON pointer-like).
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A table schema or table name is invalid.
+    #[error("bad schema: {reason}")]
+    BadSchema {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A record is malformed (empty id, duplicate id in a batch, metadata of the wrong type).
+    #[error("bad record{}: {reason}", record_suffix(.id))]
+    BadRecord {
+        /// The record's id, if it has one.
+        id: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A blob (image, audio or other) is larger than the configured limit.
+    #[error("blob `{field}` of record `{id}` is {size} bytes, over the limit of {limit} bytes")]
+    BlobTooLarge {
+        /// The record id.
+        id: String,
+        /// Which blob (`image`, `audio` or `blobs[i]`).
+        field: String,
+        /// Its size.
+        size: usize,
+        /// The configured limit (`DatabaseConfig::max_blob_bytes`).
+        limit: usize,
+    },
+    /// An argument is out of range or inconsistent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A requested table version does not exist.
+    #[error("version {version} of table `{table}` not found")]
+    VersionNotFound {
+        /// The table name.
+        table: String,
+        /// The version asked for.
+        version: u64,
+    },
+    /// The backend cannot do this.
+    #[error("{feature} is not supported by the {backend} backend")]
+    Unsupported {
+        /// What was asked for.
+        feature: String,
+        /// Which backend.
+        backend: String,
+    },
+    /// The backend exists but this build leaves it out.
+    #[error("the {backend} backend is not compiled in: rebuild with the cargo feature `{feature}`")]
+    FeatureDisabled {
+        /// The backend asked for.
+        backend: String,
+        /// The cargo feature that enables it.
+        feature: String,
+    },
+    /// The configuration could not be read.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A file-system error outside the engine.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The storage engine failed.
+    #[error("{engine} error during {operation}: {message}")]
+    Engine {
+        /// Which engine.
+        engine: &'static str,
+        /// What we were doing.
+        operation: String,
+        /// The engine's own message.
+        message: String,
+    },
+}
+
+fn record_suffix(id: &Option<String>) -> String {
+    id.as_ref()
+        .map(|id| format!(" (record `{id}`)"))
+        .unwrap_or_default()
+}
+
+impl Error {
+    /// A short hint on how to fix the error, where there is one.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::WrongVectorDimension { .. } => {
+                "vectors must have exactly the dimension the table was created with"
+            }
+            Error::NonFiniteVector { .. } => "replace NaN and infinite values before inserting",
+            Error::TableExists { .. } => "pick another name, or drop the table first",
+            Error::TableNotFound { .. } => "list the tables, or create this one first",
+            Error::BadFilter { .. } => {
+                "filters look like {\"field\": value, \"year\": {\"$gte\": 2020}}; \
+                 operators: $eq $ne $gt $gte $lt $lte $in $nin $and $or $not $exists"
+            }
+            Error::BlobTooLarge { .. } => "raise DatabaseConfig::max_blob_bytes or store a smaller blob",
+            Error::FeatureDisabled { .. } => "enable the cargo feature named in the message",
+            Error::VersionNotFound { .. } => "list the table's versions to see which exist",
+            _ => return None,
+        })
+    }
+
+    /// True for errors caused by the caller's input rather than the engine or the environment.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::Engine { .. } | Error::Io { .. })
+    }
+
+    pub(crate) fn engine(
+        engine: &'static str,
+        operation: impl Into<String>,
+        err: impl std::fmt::Display,
+    ) -> Self {
+        Error::Engine {
+            engine,
+            operation: operation.into(),
+            message: err.to_string(),
+        }
+    }
+}

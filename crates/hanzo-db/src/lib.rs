@@ -1,0 +1,75 @@
+//! # hanzo-db
+//!
+//! An embedded, multimodal vector store for local AI agents. It runs inside
+//! your process (no server), keeps data on your disk, and stores records of
+//! vectors, text, images, audio, other blobs and JSON metadata. The default
+//! engine is [LanceDB](https://lancedb.com): durable, columnar and versioned.
+//!
+//! ```
+//! use hanzo_db::{connect, MultimodalRecord, TableSchema, DistanceMetric, FieldType};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let db = connect(dir.path().join("db")).execute().await?;
+//! db.create_table(
+//!     "memories",
+//!     TableSchema::new(3).metric(DistanceMetric::Cosine).field("kind", FieldType::String),
+//! )
+//! .await?;
+//! db.insert(
+//!     "memories",
+//!     vec![
+//!         MultimodalRecord::new("a", vec![1.0, 0.0, 0.0]).with_text("a cat").with_metadata("kind", "pet"),
+//!         MultimodalRecord::new("b", vec![0.0, 1.0, 0.0]).with_text("a car").with_metadata("kind", "vehicle"),
+//!     ],
+//! )
+//! .await?;
+//! let hits = db
+//!     .search("memories")
+//!     .vector(vec![0.9, 0.1, 0.0])
+//!     .filter(serde_json::json!({"kind": "pet"}))
+//!     .k(1)
+//!     .execute()
+//!     .await?;
+//! assert_eq!(hits[0].record.id, "a");
+//! # Ok::<(), hanzo_db::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Shape
+//! - [`connect`] → [`ConnectBuilder`] → [`Database`], a handle over an
+//!   `Arc<dyn` [`VectorDatabase`]`>` that validates every input.
+//! - [`TableSchema`]: dimension, [`DistanceMetric`], typed metadata fields.
+//! - [`MultimodalRecord`]: id, vector, text, image, audio, [`Blob`]s, metadata.
+//! - [`Filter`]: the portable JSON filter language.
+//! - [`Database::search`] → [`SearchBuilder`]: vector, full-text or hybrid
+//!   (reciprocal rank fusion), with filters, k, nprobes, refine, time travel.
+//!
+//! ## Crate features
+//! - `lancedb` (default): the LanceDB engine.
+//!
+//! Choosing a backend whose feature is off returns [`Error::FeatureDisabled`]
+//! naming the feature.
+
+#![deny(missing_docs)]
+
+pub mod arrow;
+pub mod backend;
+mod config;
+mod database;
+mod error;
+pub mod filter;
+pub mod query;
+mod record;
+mod schema;
+
+pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
+pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, Workloads};
+pub use database::{connect, ConnectBuilder, Database, IntoFilter, SearchBuilder, MAX_K};
+pub use error::{Error, Result};
+pub use filter::Filter;
+pub use query::{
+    reciprocal_rank_fusion, CompactionStats, FilterMode, IndexInfo, IndexSpec, Projection,
+    SearchHit, SearchRequest, TableStats, VersionInfo,
+};
+pub use record::{validate_records, validate_vector, Blob, MultimodalRecord, WriteLimits};
+pub use schema::{DistanceMetric, FieldDef, FieldType, TableSchema};
