@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// hanzo-db: an embedded, multimodal vector store for local AI agents.
 #[derive(Debug, Parser)]
-#[command(name = "hanzo-db", version, about, propagate_version = true)]
+#[command(name = "hanzo-db", version, about)]
 pub struct Cli {
     /// Database directory.
     #[arg(long, global = true, env = "HANZO_DB_PATH", default_value = "./hanzo-data")]
@@ -78,6 +78,8 @@ pub enum Command {
         /// Table name.
         name: String,
     },
+    /// Measure speed, recall, storage and memory (the project's benchmark).
+    Bench(Bench),
     /// Rows, size on disk, versions, index coverage, fragments.
     Stats {
         /// Table name (all tables when left out).
@@ -254,4 +256,74 @@ pub enum IndexKind {
     Hnsw,
     Fts,
     Scalar,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum BenchIndex {
+    Auto,
+    IvfPq,
+    Hnsw,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Encrypted {
+    On,
+    Off,
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Number of vectors.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub n: usize,
+    /// Dimension (synthetic data).
+    #[arg(long, default_value_t = 768)]
+    pub dim: usize,
+    /// Number of queries timed.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Queries whose exact neighbours are computed for recall.
+    #[arg(long, default_value_t = 100)]
+    pub gt_queries: usize,
+    /// Neighbours per query.
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Vector index.
+    #[arg(long, default_value = "auto")]
+    pub index: BenchIndex,
+    /// IVF partitions (ivf_pq).
+    #[arg(long)]
+    pub nlist: Option<u32>,
+    /// PQ sub-vectors (ivf_pq).
+    #[arg(long)]
+    pub pq_dims: Option<u32>,
+    /// Partitions probed per query.
+    #[arg(long)]
+    pub nprobes: Option<usize>,
+    /// Re-rank factor.
+    #[arg(long)]
+    pub refine: Option<u32>,
+    /// Vectors from a float32 .npy or .fvecs file instead of synthetic data.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Queries from this file (else rows held out of --dataset).
+    #[arg(long)]
+    pub query_file: Option<PathBuf>,
+    /// Bulk-insert batch size.
+    #[arg(long, default_value_t = 50_000)]
+    pub batch: usize,
+    /// How long each single-record insert run lasts, in ms.
+    #[arg(long, default_value_t = 3000)]
+    pub single_ms: u64,
+    /// Encryption at rest: on, off or both.
+    #[arg(long, default_value = "off")]
+    pub encrypted: Encrypted,
+    /// Random seed of the synthetic data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Keep the benchmark database afterwards.
+    #[arg(long)]
+    pub keep: bool,
 }

@@ -5,6 +5,7 @@
 //! failure (a bad input file, a storage error).
 
 mod args;
+mod bench;
 mod commands;
 mod formats;
 mod output;

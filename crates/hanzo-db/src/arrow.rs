@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int64Builder, LargeBinaryBuilder, ListBuilder, StringBuilder,
+    LargeBinaryBuilder, ListBuilder, StringBuilder,
 };
 use arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array,

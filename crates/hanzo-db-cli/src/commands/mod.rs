@@ -50,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tag { name, version, tag } => admin::tag(&ctx, &name, version, &tag).await,
         Command::Compact { name } => admin::compact(&ctx, &name).await,
         Command::Stats { name } => admin::stats(&ctx, name.as_deref()).await,
+        Command::Bench(a) => crate::bench::run(&ctx, a).await,
     }
 }
 

@@ -58,27 +58,6 @@ pub fn read_header(r: &mut impl Read) -> anyhow::Result<NpyHeader> {
     Ok(NpyHeader { rows: dims[0], cols: dims[1], f64, header_len: pre + len })
 }
 
-/// Writes a float32 matrix as `.npy` (used by tests and the benchmark).
-pub fn write_f32(path: &Path, rows: &[Vec<f32>]) -> std::io::Result<()> {
-    use std::io::Write;
-    let cols = rows.first().map_or(0, Vec::len);
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", rows.len(), cols);
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut f = std::io::BufWriter::new(File::create(path)?);
-    f.write_all(b"\x93NUMPY\x01\x00")?;
-    f.write_all(&(header.len() as u16).to_le_bytes())?;
-    f.write_all(header.as_bytes())?;
-    for r in rows {
-        for x in r {
-            f.write_all(&x.to_le_bytes())?;
-        }
-    }
-    f.flush()
-}
-
 /// Streams rows of an `.npy` matrix as records with ids from a file or row numbers.
 pub struct NpyReader {
     input: BufReader<File>,

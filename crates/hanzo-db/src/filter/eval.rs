@@ -51,7 +51,6 @@ fn compare(v: &Value, s: &Scalar) -> Option<Ordering> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::filter::Filter;
     use serde_json::json;
 

@@ -20,18 +20,29 @@ pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     (0..n).map(|_| (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect()
 }
 
-/// Clustered vectors: `clusters` centres, points spread around them.
-pub fn clustered_vectors(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+/// Embedding-like data: `clusters` centres, each with a few principal
+/// directions, points spread along them plus small noise (low intrinsic
+/// dimension, as real embeddings have). Returns `n` data points and
+/// `queries` query points drawn from the same model.
+pub fn clustered(n: usize, queries: usize, dim: usize, clusters: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let centres: Vec<Vec<f32>> = (0..clusters)
-        .map(|_| (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect())
-        .collect();
-    (0..n)
+    let model: Vec<(Vec<f32>, Vec<Vec<f32>>)> = (0..clusters)
         .map(|_| {
-            let c = &centres[rng.gen_range(0..clusters)];
-            c.iter().map(|x| x + rng.gen_range(-0.15..0.15)).collect()
+            let centre = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let dirs = (0..4).map(|_| (0..dim).map(|_| rng.gen_range(-0.3..0.3)).collect()).collect();
+            (centre, dirs)
         })
-        .collect()
+        .collect();
+    let mut point = |rng: &mut StdRng| -> Vec<f32> {
+        let (centre, dirs) = &model[rng.gen_range(0..clusters)];
+        let coef: Vec<f32> = (0..dirs.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        (0..dim)
+            .map(|j| centre[j] + dirs.iter().zip(&coef).map(|(d, c)| d[j] * c).sum::<f32>() + rng.gen_range(-0.01..0.01))
+            .collect()
+    };
+    let data = (0..n).map(|_| point(&mut rng)).collect();
+    let qs = (0..queries).map(|_| point(&mut rng)).collect();
+    (data, qs)
 }
 
 /// Ids of the exact k nearest, by brute force.

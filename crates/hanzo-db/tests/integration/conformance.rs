@@ -270,7 +270,6 @@ pub async fn persists_across_reopen(h: &dyn Harness) {
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
         mod $backend {
-            use super::*;
             macro_rules! case {
                 ($name:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

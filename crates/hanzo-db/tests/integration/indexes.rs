@@ -2,7 +2,7 @@
 
 use hanzo_db::{DistanceMetric, FieldType, IndexSpec, MultimodalRecord, TableSchema};
 
-use crate::common::{clustered_vectors, exact_knn, lance_db};
+use crate::common::{clustered, exact_knn, lance_db};
 
 fn recall(got: &[String], want: &[String]) -> f64 {
     got.iter().filter(|id| want.contains(id)).count() as f64 / want.len() as f64
@@ -13,7 +13,7 @@ async fn ivf_pq_on_clustered_data_has_recall_above_095() {
     let t = lance_db().await;
     let dim = 64;
     t.db.create_table("v", TableSchema::new(dim).metric(DistanceMetric::L2)).await.unwrap();
-    let vs = clustered_vectors(12_000, dim, 40, 5);
+    let (vs, queries) = clustered(12_000, 50, dim, 40, 5);
     let data: Vec<(String, Vec<f32>)> = vs.iter().enumerate().map(|(i, v)| (format!("r{i}"), v.clone())).collect();
     t.db.insert("v", data.iter().map(|(id, v)| MultimodalRecord::new(id, v.clone())).collect()).await.unwrap();
     t.db.create_ivf_pq_index("v", "vector", 16, 16).await.unwrap();
@@ -21,7 +21,6 @@ async fn ivf_pq_on_clustered_data_has_recall_above_095() {
     assert_eq!(idx.len(), 1);
     assert_eq!(idx[0].indexed_rows, Some(12_000));
 
-    let queries = clustered_vectors(50, dim, 40, 77);
     let mut total = 0.0;
     for q in &queries {
         let hits = t.db.vector_search("v", q, 10).await.unwrap();
@@ -47,7 +46,7 @@ async fn auto_hnsw_and_scalar_indexes() {
     let t = lance_db().await;
     let dim = 32;
     t.db.create_table("h", TableSchema::new(dim).metric(DistanceMetric::Cosine).field("n", FieldType::Int)).await.unwrap();
-    let vs = clustered_vectors(3000, dim, 20, 9);
+    let (vs, queries) = clustered(3000, 20, dim, 20, 9);
     let data: Vec<(String, Vec<f32>)> = vs.iter().enumerate().map(|(i, v)| (format!("r{i}"), v.clone())).collect();
     t.db.insert(
         "h",
@@ -58,7 +57,6 @@ async fn auto_hnsw_and_scalar_indexes() {
     for spec in [IndexSpec::Auto, IndexSpec::Hnsw { m: None, ef_construction: None }] {
         t.db.create_index("h", spec.clone()).await.unwrap();
         let mut total = 0.0;
-        let queries = clustered_vectors(20, dim, 20, 31);
         for q in &queries {
             let got: Vec<String> = t.db.vector_search("h", q, 10).await.unwrap().into_iter().map(|h| h.record.id).collect();
             total += recall(&got, &exact_knn(&data, q, 10, DistanceMetric::Cosine));

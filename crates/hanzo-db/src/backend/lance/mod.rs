@@ -11,7 +11,6 @@ mod filter;
 mod index;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -1,0 +1,407 @@
+//! `hanzo-db bench`: the project's own measure of speed, recall, storage and
+//! memory. Prints a table, or one JSON document with `--json` whose top-level
+//! keys scripts can rely on (see `FIGURES`). Never used as a timed test.
+
+mod data;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hanzo_db::{Database, FieldType, IndexSpec, MultimodalRecord, TableSchema};
+use serde_json::{Value, json};
+
+use crate::args::{Bench, BenchIndex, Encrypted};
+use crate::commands::Ctx;
+use crate::output::table;
+use data::{Synthetic, TopK, read_matrix};
+
+/// The figures every report carries, in print order.
+pub const FIGURES: &[(&str, &str)] = &[
+    ("insert_vps", "bulk insert, vectors/s"),
+    ("single_insert_ps", "single-record durable inserts/s, 1 writer"),
+    ("single_insert_8w_ps", "single-record durable inserts/s, 8 writers"),
+    ("index_build_s", "index build, s"),
+    ("query_p50_ms", "query p50, ms"),
+    ("query_p95_ms", "query p95, ms"),
+    ("query_p99_ms", "query p99, ms"),
+    ("qps_8", "queries/s, 8 concurrent"),
+    ("recall_at_k", "recall@k"),
+    ("filtered_p50_ms", "filtered (10%) query p50, ms"),
+    ("filtered_recall_at_k", "filtered recall@k"),
+    ("cold_start_ms", "open to first result, ms"),
+    ("disk_bytes", "bytes on disk"),
+    ("raw_bytes", "raw float32 + payload bytes"),
+    ("peak_rss_bytes", "peak resident memory, bytes"),
+];
+
+pub async fn run(ctx: &Ctx, a: Bench) -> anyhow::Result<()> {
+    let modes: Vec<bool> = match a.encrypted {
+        Encrypted::Off => vec![false],
+        Encrypted::On => vec![true],
+        Encrypted::Both => vec![true, false],
+    };
+    if modes.contains(&true) {
+        return Err(hanzo_db::Error::Unsupported {
+            feature: "encryption at rest".into(),
+            backend: "lancedb (this build)".into(),
+        }
+        .into());
+    }
+    let root = ctx.db.config().path.join("bench");
+    let mut docs = Vec::new();
+    for encrypted in modes {
+        docs.push((encrypted, run_one(ctx, &a, &root, encrypted).await?));
+    }
+    let doc = if docs.len() == 1 {
+        docs.pop().expect("one").1
+    } else {
+        let mut m = serde_json::Map::new();
+        for (enc, d) in docs {
+            m.insert(if enc { "encrypted" } else { "plain" }.into(), d);
+        }
+        Value::Object(m)
+    };
+    ctx.out.emit(&doc, || render(&doc));
+    Ok(())
+}
+
+fn render(doc: &Value) -> String {
+    let cols: Vec<(&str, &Value)> = if doc.get("insert_vps").is_some() {
+        vec![("value", doc)]
+    } else {
+        doc.as_object().map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect()).unwrap_or_default()
+    };
+    let mut headers = vec!["figure"];
+    headers.extend(cols.iter().map(|(k, _)| *k));
+    let rows: Vec<Vec<String>> = FIGURES
+        .iter()
+        .map(|(key, label)| {
+            let mut row = vec![label.to_string()];
+            for (_, d) in &cols {
+                row.push(match &d[*key] {
+                    Value::Number(n) if n.is_f64() => format!("{:.3}", n.as_f64().unwrap_or(0.0)),
+                    Value::Null => "-".into(),
+                    v => v.to_string(),
+                });
+            }
+            row
+        })
+        .collect();
+    let params = cols.first().map(|(_, d)| d["params"].to_string()).unwrap_or_default();
+    format!("{}\nparams: {params}", table(&headers, &rows))
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn recall(got: &[String], want: &[u64]) -> f64 {
+    if want.is_empty() {
+        return 1.0;
+    }
+    let hits = got.iter().filter(|id| id.parse::<u64>().is_ok_and(|n| want.contains(&n))).count();
+    hits as f64 / want.len() as f64
+}
+
+/// `VmHWM` (peak resident set) of this process, in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn machine() -> Value {
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map(|kib| kib * 1024);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()));
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "memory_bytes": mem,
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+    })
+}
+
+struct Source {
+    synthetic: Option<Synthetic>,
+    file_rows: Option<std::vec::IntoIter<Vec<f32>>>,
+}
+
+impl Source {
+    fn next(&mut self) -> Option<Vec<f32>> {
+        match (&mut self.synthetic, &mut self.file_rows) {
+            (Some(s), _) => Some(s.next_vec()),
+            (None, Some(rows)) => rows.next(),
+            (None, None) => None,
+        }
+    }
+}
+
+async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::Result<Value> {
+    anyhow::ensure!(a.k > 0 && a.queries > 0, "--k and --queries must be at least 1");
+    let dir: PathBuf = root.join(if encrypted { "encrypted" } else { "plain" });
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    // Data and queries.
+    let (mut source, queries, n, dim) = match &a.dataset {
+        Some(path) => {
+            let mut rows = read_matrix(path)?;
+            let queries = match &a.query_file {
+                Some(q) => read_matrix(q)?.into_iter().take(a.queries).collect(),
+                None => {
+                    anyhow::ensure!(rows.len() > a.queries, "{} has too few rows to hold out {} queries", path.display(), a.queries);
+                    rows.split_off(rows.len() - a.queries)
+                }
+            };
+            let dim = rows.first().map_or(0, Vec::len);
+            let n = rows.len().min(a.n);
+            rows.truncate(n);
+            (Source { synthetic: None, file_rows: Some(rows.into_iter()) }, queries, n, dim)
+        }
+        None => {
+            let mut qgen = Synthetic::new(a.dim, a.seed, 2);
+            let queries = (0..a.queries).map(|_| qgen.next_vec()).collect();
+            (Source { synthetic: Some(Synthetic::new(a.dim, a.seed, 1)), file_rows: None }, queries, a.n, a.dim)
+        }
+    };
+    anyhow::ensure!(dim > 0 && n > 0, "no data to benchmark");
+    let gt_n = a.gt_queries.min(queries.len());
+    let mut truth = TopK::new(queries[..gt_n].to_vec(), a.k);
+    let mut truth_filtered = TopK::new(queries[..gt_n].to_vec(), a.k);
+
+    let db = hanzo_db::connect(dir.clone()).config(bench_config(&dir)).execute().await?;
+    let schema = TableSchema::new(dim).field("bucket", FieldType::Int);
+    db.create_table("bench", schema.clone()).await?;
+    ctx.out.note(format!("bench: inserting {n} x {dim} vectors into {}", dir.display()));
+
+    // Bulk insert (the ground truth is computed alongside, outside the timed calls).
+    let mut insert_time = Duration::ZERO;
+    let mut payload_bytes = 0u64;
+    let mut next_id = 0u64;
+    let bar = ctx.out.progress(None, "bulk insert");
+    while (next_id as usize) < n {
+        let take = a.batch.min(n - next_id as usize);
+        let mut batch = Vec::with_capacity(take);
+        for _ in 0..take {
+            let Some(v) = source.next() else { break };
+            let id = next_id;
+            next_id += 1;
+            let bucket = (id % 10) as i64;
+            truth.offer(id, &v);
+            if bucket == 3 {
+                truth_filtered.offer(id, &v);
+            }
+            payload_bytes += id.to_string().len() as u64 + 8;
+            batch.push(MultimodalRecord::new(id.to_string(), v).with_metadata("bucket", bucket));
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let t = Instant::now();
+        db.insert("bench", batch).await?;
+        insert_time += t.elapsed();
+        bar.set_message(format!("bulk insert: {next_id}/{n}"));
+    }
+    bar.finish_and_clear();
+    let n = next_id as usize;
+    let insert_vps = n as f64 / insert_time.as_secs_f64();
+
+    // Index.
+    let spec = match a.index {
+        BenchIndex::None => None,
+        BenchIndex::Auto => Some(IndexSpec::Auto),
+        BenchIndex::IvfPq => Some(IndexSpec::IvfPq { nlist: a.nlist, pq_dims: a.pq_dims }),
+        BenchIndex::Hnsw => Some(IndexSpec::Hnsw { m: None, ef_construction: None }),
+    };
+    let mut index_build_s = None;
+    if let Some(spec) = &spec {
+        ctx.out.note(format!("bench: building {spec:?}"));
+        let t = Instant::now();
+        db.create_index("bench", spec.clone()).await?;
+        db.create_index("bench", IndexSpec::Scalar { column: "bucket".into() }).await?;
+        index_build_s = Some(t.elapsed().as_secs_f64());
+    }
+
+    // Queries one at a time.
+    reset_peak_rss();
+    ctx.out.note(format!("bench: {} queries, k={}", queries.len(), a.k));
+    let search = |db: &Database, q: &[f32], filtered: bool| {
+        let mut s = db.search("bench").vector(q.to_vec()).k(a.k);
+        if filtered {
+            s = s.filter(json!({"bucket": 3}));
+        }
+        if let Some(n) = a.nprobes {
+            s = s.nprobes(n);
+        }
+        if let Some(r) = a.refine {
+            s = s.refine_factor(r);
+        }
+        s.execute()
+    };
+    let mut lat = Vec::with_capacity(queries.len());
+    let mut recall_sum = 0.0;
+    let truths = truth.results();
+    for (i, q) in queries.iter().enumerate() {
+        let t = Instant::now();
+        let hits = search(&db, q, false).await?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        if i < gt_n {
+            let ids: Vec<String> = hits.into_iter().map(|h| h.record.id).collect();
+            recall_sum += recall(&ids, &truths[i]);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+
+    // Eight concurrent clients over the same queries.
+    let shared = Arc::new(queries.clone());
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let db = db.clone();
+        let qs = shared.clone();
+        let k = a.k;
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < qs.len() {
+                db.search("bench").vector(qs[i].clone()).k(k).execute().await?;
+                i += 8;
+            }
+            Ok::<_, hanzo_db::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let qps_8 = queries.len() as f64 / t.elapsed().as_secs_f64();
+
+    // Filtered (10%).
+    let ftruth = truth_filtered.results();
+    let mut flat = Vec::with_capacity(queries.len());
+    let mut frecall = 0.0;
+    for (i, q) in queries.iter().enumerate() {
+        let t = Instant::now();
+        let hits = search(&db, q, true).await?;
+        flat.push(t.elapsed().as_secs_f64() * 1000.0);
+        if i < gt_n {
+            let ids: Vec<String> = hits.into_iter().map(|h| h.record.id).collect();
+            frecall += recall(&ids, &ftruth[i]);
+        }
+    }
+    flat.sort_by(f64::total_cmp);
+    let peak_search = peak_rss_bytes();
+
+    // Single-record durable inserts: 1 writer, then 8.
+    db.create_table("single", TableSchema::new(dim)).await?;
+    let mut single_gen = Synthetic::new(dim, a.seed, 3);
+    let single_vec = single_gen.next_vec();
+    let window = Duration::from_millis(a.single_ms);
+    let t = Instant::now();
+    let mut count = 0u64;
+    while t.elapsed() < window {
+        db.insert("single", vec![MultimodalRecord::new(format!("s{count}"), single_vec.clone())]).await?;
+        count += 1;
+    }
+    let single_insert_ps = count as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let db = db.clone();
+        let v = single_vec.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = 0u64;
+            while t.elapsed() < window {
+                db.insert("single", vec![MultimodalRecord::new(format!("w{w}-{c}"), v.clone())]).await?;
+                c += 1;
+            }
+            Ok::<_, hanzo_db::Error>(c)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    let single_insert_8w_ps = total as f64 / t.elapsed().as_secs_f64();
+    db.drop_table("single").await?;
+
+    // Storage, then cold start: a fresh handle, open to first result.
+    let disk_bytes = dir_size(&dir);
+    drop(db);
+    let t = Instant::now();
+    let db = hanzo_db::connect(dir.clone()).config(bench_config(&dir)).execute().await?;
+    search(&db, &queries[0], false).await?;
+    let cold_start_ms = t.elapsed().as_secs_f64() * 1000.0;
+
+    let raw_bytes = (n * dim * 4) as u64 + payload_bytes;
+    let doc = json!({
+        "insert_vps": insert_vps,
+        "single_insert_ps": single_insert_ps,
+        "single_insert_8w_ps": single_insert_8w_ps,
+        "index_build_s": index_build_s,
+        "query_p50_ms": percentile(&lat, 0.50),
+        "query_p95_ms": percentile(&lat, 0.95),
+        "query_p99_ms": percentile(&lat, 0.99),
+        "qps_8": qps_8,
+        "recall_at_k": recall_sum / gt_n.max(1) as f64,
+        "filtered_p50_ms": percentile(&flat, 0.50),
+        "filtered_recall_at_k": frecall / gt_n.max(1) as f64,
+        "cold_start_ms": cold_start_ms,
+        "disk_bytes": disk_bytes,
+        "raw_bytes": raw_bytes,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_search_bytes": peak_search,
+        "params": {
+            "n": n, "dim": dim, "queries": queries.len(), "ground_truth_queries": gt_n, "k": a.k,
+            "index": spec, "nprobes": a.nprobes, "refine": a.refine, "batch": a.batch,
+            "dataset": a.dataset.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("synthetic(seed={})", a.seed)),
+            "encrypted": encrypted, "backend": "lancedb", "single_insert_window_ms": a.single_ms,
+            "filter": {"bucket": 3}, "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+        },
+        "machine": machine(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    if !a.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(doc)
+}
+
+fn bench_config(dir: &Path) -> hanzo_db::DatabaseConfig {
+    let mut cfg = hanzo_db::DatabaseConfig::new(dir);
+    // Upkeep would run in the middle of measurements; the bench measures it separately.
+    cfg.auto_compact_every = 0;
+    cfg
+}
