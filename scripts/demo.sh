@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job: build hanzo-db and run `hanzo-db demo` on the embedded default (LanceDB).
+# It builds exactly what the test command builds (the workspace with its test
+# targets), so the two commands share one build and never rebuild each other's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+cargo build --workspace --tests --quiet
 data="${HANZO_DEMO_DB:-$(mktemp -d)/hanzo-demo}"
-cargo run --quiet -p hanzo-db-cli --bin hanzo-db -- --db "$data" demo "$@"
+"$CARGO_TARGET_DIR/debug/hanzo-db" --db "$data" demo "$@"
