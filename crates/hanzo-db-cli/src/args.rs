@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "hanzo-db", version, about)]
 pub struct Cli {
     /// Database directory.
-    #[arg(long, global = true, env = "HANZO_DB_PATH", default_value = "./hanzo-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "HANZO_DB_PATH",
+        default_value = "./hanzo-data"
+    )]
     pub db: PathBuf,
     /// Configuration file (TOML); command-line options win over it.
     #[arg(long, global = true)]
@@ -20,6 +25,16 @@ pub struct Cli {
     /// No progress bars or chatter.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Read the passphrase (the key-encryption key) from this environment variable.
+    #[arg(long, global = true, value_name = "VAR", conflicts_with = "key_file")]
+    pub passphrase_env: Option<String>,
+    /// Key file holding the 32-byte key-encryption key (default: a generated
+    /// file under ~/.config/hanzo-db/keys, or $HANZO_DB_KEY_DIR).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Store data unencrypted (an explicit opt-out; `security status` reports it).
+    #[arg(long, global = true)]
+    pub no_encryption: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -78,6 +93,12 @@ pub enum Command {
         /// Table name.
         name: String,
     },
+    /// Encryption and confidential-computing status.
+    #[command(subcommand)]
+    Security(SecurityCmd),
+    /// Key management.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Measure speed, recall, storage and memory (the project's benchmark).
     Bench(Bench),
     /// Rows, size on disk, versions, index coverage, fragments.
@@ -211,7 +232,11 @@ pub struct Delete {
     /// Table name.
     pub name: String,
     /// Ids to delete.
-    #[arg(long = "id", conflicts_with = "filter", required_unless_present = "filter")]
+    #[arg(
+        long = "id",
+        conflicts_with = "filter",
+        required_unless_present = "filter"
+    )]
     pub ids: Vec<String>,
     /// Delete every record the filter matches (JSON).
     #[arg(long)]
@@ -318,7 +343,7 @@ pub struct Bench {
     #[arg(long, default_value_t = 3000)]
     pub single_ms: u64,
     /// Encryption at rest: on, off or both.
-    #[arg(long, default_value = "off")]
+    #[arg(long, default_value = "on")]
     pub encrypted: Encrypted,
     /// Random seed of the synthetic data.
     #[arg(long, default_value_t = 42)]
@@ -326,4 +351,27 @@ pub struct Bench {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecurityCmd {
+    /// Requested, detected and effective tier, evidence, cipher, key provider.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Rotate the key-encryption key (rewraps data keys, no data rewritten),
+    /// or with --data-key start a new data key for new writes.
+    Rotate {
+        /// Start a new data key instead (old files stay readable; compaction re-encrypts them).
+        #[arg(long)]
+        data_key: bool,
+        /// New key-encryption key: a passphrase from this environment variable.
+        #[arg(long, value_name = "VAR", conflicts_with = "new_key_file")]
+        new_passphrase_env: Option<String>,
+        /// New key-encryption key: this key file (created if missing).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
 }

@@ -9,9 +9,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    LargeBinaryBuilder, ListBuilder, StringBuilder,
-};
+use arrow_array::builder::{LargeBinaryBuilder, ListBuilder, StringBuilder};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array,
     LargeBinaryArray, ListArray, RecordBatch, StringArray, StructArray,
@@ -21,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::query::Projection;
-use crate::record::{format_timestamp, timestamp_micros, Blob, MultimodalRecord};
+use crate::record::{Blob, MultimodalRecord, format_timestamp, timestamp_micros};
 use crate::schema::{FieldType, TableSchema};
 
 /// Arrow schema metadata key holding the [`TableSchema`] as JSON.
@@ -44,9 +42,7 @@ fn typed_arrow(kind: FieldType) -> DataType {
         FieldType::Int | FieldType::Timestamp => DataType::Int64,
         FieldType::Float => DataType::Float64,
         FieldType::Bool => DataType::Boolean,
-        FieldType::StringList => {
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
-        }
+        FieldType::StringList => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
     }
 }
 
@@ -100,17 +96,22 @@ pub fn table_schema_from_arrow(table: &str, schema: &Schema) -> Result<TableSche
                 reason: format!(
                     "table `{table}` has layout version {other}; this build reads version {FORMAT_VERSION}: upgrade hanzo-db"
                 ),
-            })
+            });
         }
         None => {
             return Err(Error::BadSchema {
-                reason: format!("table `{table}` was not created by hanzo-db (no `{FORMAT_KEY}` in its schema)"),
-            })
+                reason: format!(
+                    "table `{table}` was not created by hanzo-db (no `{FORMAT_KEY}` in its schema)"
+                ),
+            });
         }
     }
-    let text = schema.metadata().get(SCHEMA_KEY).ok_or_else(|| Error::BadSchema {
-        reason: format!("table `{table}` lacks its `{SCHEMA_KEY}` metadata"),
-    })?;
+    let text = schema
+        .metadata()
+        .get(SCHEMA_KEY)
+        .ok_or_else(|| Error::BadSchema {
+            reason: format!("table `{table}` lacks its `{SCHEMA_KEY}` metadata"),
+        })?;
     serde_json::from_str(text).map_err(|e| Error::BadSchema {
         reason: format!("table `{table}` has an unreadable schema: {e}"),
     })
@@ -126,7 +127,10 @@ pub fn projected_columns(schema: &TableSchema, p: &Projection) -> Vec<String> {
         cols.extend(["image", "audio", "blobs"].map(String::from));
     }
     for f in &schema.fields {
-        if p.metadata_keys.as_ref().is_none_or(|keys| keys.contains(&f.name)) {
+        if p.metadata_keys
+            .as_ref()
+            .is_none_or(|keys| keys.contains(&f.name))
+        {
             cols.push(f.name.clone());
         }
     }
@@ -168,8 +172,12 @@ pub fn records_to_batch(schema: &TableSchema, records: &[MultimodalRecord]) -> R
         }
         let sb = blobs.values();
         for b in &r.blobs {
-            sb.field_builder::<StringBuilder>(0).expect("mime").append_value(&b.mime);
-            sb.field_builder::<LargeBinaryBuilder>(1).expect("data").append_value(&b.data);
+            sb.field_builder::<StringBuilder>(0)
+                .expect("mime")
+                .append_value(&b.mime);
+            sb.field_builder::<LargeBinaryBuilder>(1)
+                .expect("data")
+                .append_value(&b.data);
             sb.append(true);
         }
         blobs.append(true);
@@ -195,12 +203,22 @@ pub fn records_to_batch(schema: &TableSchema, records: &[MultimodalRecord]) -> R
         Arc::new(metadata),
     ];
     for f in &schema.fields {
-        let values = records.iter().map(|r| r.metadata.get(&f.name).filter(|v| !v.is_null()));
+        let values = records
+            .iter()
+            .map(|r| r.metadata.get(&f.name).filter(|v| !v.is_null()));
         let col: ArrayRef = match f.kind {
-            FieldType::String => Arc::new(StringArray::from_iter(values.map(|v| v.and_then(Value::as_str)))),
-            FieldType::Int => Arc::new(Int64Array::from_iter(values.map(|v| v.and_then(Value::as_i64)))),
-            FieldType::Float => Arc::new(Float64Array::from_iter(values.map(|v| v.and_then(Value::as_f64)))),
-            FieldType::Bool => Arc::new(BooleanArray::from_iter(values.map(|v| v.and_then(Value::as_bool)))),
+            FieldType::String => Arc::new(StringArray::from_iter(
+                values.map(|v| v.and_then(Value::as_str)),
+            )),
+            FieldType::Int => Arc::new(Int64Array::from_iter(
+                values.map(|v| v.and_then(Value::as_i64)),
+            )),
+            FieldType::Float => Arc::new(Float64Array::from_iter(
+                values.map(|v| v.and_then(Value::as_f64)),
+            )),
+            FieldType::Bool => Arc::new(BooleanArray::from_iter(
+                values.map(|v| v.and_then(Value::as_bool)),
+            )),
             FieldType::Timestamp => Arc::new(Int64Array::from_iter(
                 values.map(|v| v.and_then(|v| timestamp_micros(v).ok())),
             )),
@@ -236,11 +254,17 @@ pub struct Row {
 }
 
 fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Option<&'a T> {
-    batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>())
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
 }
 
 /// Decodes rows from a result batch (any subset of the table's columns).
-pub fn batch_to_rows(schema: &TableSchema, batch: &RecordBatch, keys: Option<&[String]>) -> Result<Vec<Row>> {
+pub fn batch_to_rows(
+    schema: &TableSchema,
+    batch: &RecordBatch,
+    keys: Option<&[String]>,
+) -> Result<Vec<Row>> {
     let ids = col::<StringArray>(batch, "id")
         .ok_or_else(|| Error::engine("lancedb", "reading results", "result has no id column"))?;
     let vectors = col::<FixedSizeListArray>(batch, "vector");
@@ -265,9 +289,15 @@ pub fn batch_to_rows(schema: &TableSchema, batch: &RecordBatch, keys: Option<&[S
                 .ok_or_else(|| Error::engine("lancedb", "reading vectors", "not float32"))?;
             r.vector = floats.values().to_vec();
         }
-        r.text = texts.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_string());
-        r.image = images.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_vec());
-        r.audio = audios.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_vec());
+        r.text = texts
+            .filter(|a| a.is_valid(i))
+            .map(|a| a.value(i).to_string());
+        r.image = images
+            .filter(|a| a.is_valid(i))
+            .map(|a| a.value(i).to_vec());
+        r.audio = audios
+            .filter(|a| a.is_valid(i))
+            .map(|a| a.value(i).to_vec());
         if let Some(list) = blobs.filter(|a| a.is_valid(i)) {
             let items = list.value(i);
             let st = items
@@ -288,23 +318,42 @@ pub fn batch_to_rows(schema: &TableSchema, batch: &RecordBatch, keys: Option<&[S
             }
         }
         for f in &schema.fields {
-            let Some(array) = batch.column_by_name(&f.name) else { continue };
+            let Some(array) = batch.column_by_name(&f.name) else {
+                continue;
+            };
             if !array.is_valid(i) {
                 continue;
             }
             let value = match f.kind {
-                FieldType::String => array.as_any().downcast_ref::<StringArray>().map(|a| Value::from(a.value(i))),
-                FieldType::Int => array.as_any().downcast_ref::<Int64Array>().map(|a| Value::from(a.value(i))),
+                FieldType::String => array
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .map(|a| Value::from(a.value(i))),
+                FieldType::Int => array
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| Value::from(a.value(i))),
                 FieldType::Timestamp => array
                     .as_any()
                     .downcast_ref::<Int64Array>()
                     .map(|a| Value::from(format_timestamp(a.value(i)))),
-                FieldType::Float => array.as_any().downcast_ref::<Float64Array>().map(|a| Value::from(a.value(i))),
-                FieldType::Bool => array.as_any().downcast_ref::<BooleanArray>().map(|a| Value::from(a.value(i))),
+                FieldType::Float => array
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .map(|a| Value::from(a.value(i))),
+                FieldType::Bool => array
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .map(|a| Value::from(a.value(i))),
                 FieldType::StringList => array.as_any().downcast_ref::<ListArray>().and_then(|a| {
                     let inner = a.value(i);
                     inner.as_any().downcast_ref::<StringArray>().map(|s| {
-                        Value::Array((0..s.len()).filter(|&j| s.is_valid(j)).map(|j| Value::from(s.value(j))).collect())
+                        Value::Array(
+                            (0..s.len())
+                                .filter(|&j| s.is_valid(j))
+                                .map(|j| Value::from(s.value(j)))
+                                .collect(),
+                        )
                     })
                 }),
             };

@@ -51,7 +51,7 @@ impl std::str::FromStr for DatabaseBackend {
             other => {
                 return Err(Error::Config(format!(
                     "unknown backend `{other}`: use lancedb, duckdb, postgres, redis or sqlite"
-                )))
+                )));
             }
         })
     }
@@ -122,6 +122,8 @@ pub struct DatabaseConfig {
     pub keep_versions_secs: u64,
     /// LanceDB options.
     pub lance: LanceOptions,
+    /// Encryption at rest, keys and confidential-computing tier.
+    pub security: crate::security::SecurityConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -133,6 +135,7 @@ impl Default for DatabaseConfig {
             auto_compact_every: 256,
             keep_versions_secs: 7 * 24 * 3600,
             lance: LanceOptions::default(),
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }
@@ -168,8 +171,10 @@ impl DatabaseConfig {
     }
 
     /// Overrides fields from `HANZO_DB_PATH`, `HANZO_DB_BACKEND`,
-    /// `HANZO_DB_MAX_BLOB_BYTES`, `HANZO_DB_AUTO_COMPACT_EVERY` and
-    /// `HANZO_DB_KEEP_VERSIONS_SECS` when set.
+    /// `HANZO_DB_MAX_BLOB_BYTES`, `HANZO_DB_AUTO_COMPACT_EVERY`,
+    /// `HANZO_DB_KEEP_VERSIONS_SECS`, `HANZO_DB_ENCRYPTION` (on/off),
+    /// `HANZO_DB_PASSPHRASE_ENV` (name of the variable holding the passphrase)
+    /// and `HANZO_DB_KEY_FILE` when set.
     pub fn with_env(self) -> Result<Self> {
         self.with_vars(|k| std::env::var(k).ok())
     }
@@ -190,6 +195,23 @@ impl DatabaseConfig {
         }
         if let Some(v) = var("HANZO_DB_AUTO_COMPACT_EVERY") {
             self.auto_compact_every = num("HANZO_DB_AUTO_COMPACT_EVERY", v)?;
+        }
+        if let Some(v) = var("HANZO_DB_ENCRYPTION") {
+            self.security.encryption = match v.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "HANZO_DB_ENCRYPTION={v}: use on or off"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = var("HANZO_DB_PASSPHRASE_ENV") {
+            self.security.key = crate::security::KeyConfig::Passphrase { env: v };
+        }
+        if let Some(v) = var("HANZO_DB_KEY_FILE") {
+            self.security.key = crate::security::KeyConfig::KeyFile { path: v.into() };
         }
         if let Some(v) = var("HANZO_DB_KEEP_VERSIONS_SECS") {
             self.keep_versions_secs = num("HANZO_DB_KEEP_VERSIONS_SECS", v)?;

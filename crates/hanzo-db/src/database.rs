@@ -19,8 +19,10 @@ use crate::query::{
     CompactionStats, FilterMode, IndexInfo, IndexSpec, Projection, SearchHit, SearchRequest,
     TableStats, VersionInfo,
 };
-use crate::record::{validate_records, validate_vector, MultimodalRecord, WriteLimits};
-use crate::schema::{validate_identifier, DistanceMetric, TableSchema};
+use crate::record::{MultimodalRecord, WriteLimits, validate_records, validate_vector};
+use crate::schema::{DistanceMetric, TableSchema, validate_identifier};
+use crate::security::keys::{KeyProvider, PassphraseProvider};
+use crate::security::{KeyConfig, Security, SecurityStatus, SecurityTier};
 
 /// Largest `k` a search accepts.
 pub const MAX_K: usize = 10_000;
@@ -35,14 +37,16 @@ pub const MAX_K: usize = 10_000;
 pub fn connect(path: impl Into<std::path::PathBuf>) -> ConnectBuilder {
     ConnectBuilder {
         config: DatabaseConfig::new(path),
+        key_provider: None,
     }
 }
 
 /// Builder returned by [`connect`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[must_use = "call .execute().await to open the database"]
 pub struct ConnectBuilder {
     config: DatabaseConfig,
+    key_provider: Option<Box<dyn KeyProvider>>,
 }
 
 impl ConnectBuilder {
@@ -69,22 +73,69 @@ impl ConnectBuilder {
         self
     }
 
+    /// Turns encryption at rest on (the default) or off (an explicit opt-out
+    /// that the security status reports).
+    pub fn encryption(mut self, on: bool) -> Self {
+        self.config.security.encryption = on;
+        self
+    }
+
+    /// Where the key-encryption key comes from (default: a generated key file
+    /// outside the database directory).
+    pub fn key(mut self, key: KeyConfig) -> Self {
+        self.config.security.key = key;
+        self
+    }
+
+    /// Uses this key provider (e.g. an external KMS) instead of `key`.
+    pub fn key_provider(mut self, provider: Box<dyn KeyProvider>) -> Self {
+        self.key_provider = Some(provider);
+        self
+    }
+
+    /// Uses a passphrase (Argon2id) as the key-encryption key.
+    pub fn passphrase(self, passphrase: impl Into<String>) -> Result<Self> {
+        let p = PassphraseProvider::new(passphrase.into()).map_err(|e| Error::Security {
+            reason: e.to_string(),
+        })?;
+        Ok(self.key_provider(Box::new(p)))
+    }
+
+    /// Asks for a confidential-computing tier: degrades to the best available
+    /// with a recorded warning, or fails when `strict`.
+    pub fn with_tee_protection(mut self, tier: SecurityTier, strict: bool) -> Self {
+        self.config.security.tee_tier = Some(tier);
+        self.config.security.strict_tier = strict;
+        self
+    }
+
     /// Opens the database.
     pub async fn execute(self) -> Result<Database> {
         let config = self.config;
+        std::fs::create_dir_all(&config.path).map_err(|source| Error::Io {
+            path: config.path.display().to_string(),
+            source,
+        })?;
+        let security = Arc::new(Security::open(
+            &config.path,
+            &config.security,
+            self.key_provider,
+        )?);
         let backend: Arc<dyn VectorDatabase> = match config.workloads.vectors {
             #[cfg(feature = "lancedb")]
             DatabaseBackend::LanceDb => {
-                Arc::new(crate::backend::lance::LanceBackend::open(&config).await?)
+                Arc::new(crate::backend::lance::LanceBackend::open(&config, &security).await?)
             }
             other => {
                 return Err(Error::FeatureDisabled {
                     backend: other.to_string(),
                     feature: other.feature().to_string(),
-                })
+                });
             }
         };
-        Ok(Database::from_backend(backend, config))
+        let mut db = Database::from_backend(backend, config);
+        db.security = Some(security);
+        Ok(db)
     }
 }
 
@@ -95,6 +146,7 @@ pub struct Database {
     config: Arc<DatabaseConfig>,
     schemas: Arc<RwLock<HashMap<String, TableSchema>>>,
     writes: Arc<RwLock<HashMap<String, Arc<AtomicU64>>>>,
+    security: Option<Arc<Security>>,
 }
 
 impl Database {
@@ -105,7 +157,32 @@ impl Database {
             config: Arc::new(config),
             schemas: Arc::default(),
             writes: Arc::default(),
+            security: None,
         }
+    }
+
+    /// Encryption, keys and confidential-computing tier of this database.
+    pub fn security_status(&self) -> Result<SecurityStatus> {
+        Ok(self.security()?.status())
+    }
+
+    fn security(&self) -> Result<&Security> {
+        self.security.as_deref().ok_or_else(|| Error::Security {
+            reason:
+                "this handle wraps a backend opened outside connect(); it has no security state"
+                    .into(),
+        })
+    }
+
+    /// Rewraps the data keys under a new key-encryption key; no data is rewritten.
+    pub fn rotate_key_encryption_key(&self, new_provider: Box<dyn KeyProvider>) -> Result<()> {
+        self.security()?.rotate_kek(new_provider)
+    }
+
+    /// Starts a new data key: new files use it, old files stay readable and are
+    /// re-encrypted when compaction rewrites them. Returns the new key id.
+    pub fn rotate_data_key(&self) -> Result<String> {
+        self.security()?.rotate_data_key()
     }
 
     /// The engine behind this handle.
@@ -128,7 +205,10 @@ impl Database {
         validate_identifier(name, "table name")?;
         schema.validate()?;
         self.inner.create_table(name, &schema).await?;
-        self.schemas.write().expect("lock").insert(name.to_string(), schema);
+        self.schemas
+            .write()
+            .expect("lock")
+            .insert(name.to_string(), schema);
         Ok(())
     }
 
@@ -221,7 +301,10 @@ impl Database {
     pub async fn delete_where(&self, table: &str, filter: impl IntoFilter) -> Result<u64> {
         self.table_schema(table).await?;
         let filter = filter.into_filter()?;
-        let n = self.inner.delete(table, &DeleteSelector::Filter(filter)).await?;
+        let n = self
+            .inner
+            .delete(table, &DeleteSelector::Filter(filter))
+            .await?;
         self.after_write(table);
         Ok(n)
     }
@@ -283,8 +366,17 @@ impl Database {
     }
 
     /// The `k` nearest records to `query`, best first.
-    pub async fn vector_search(&self, table: &str, query: &[f32], k: usize) -> Result<Vec<SearchHit>> {
-        self.search(table).vector(query.to_vec()).k(k).execute().await
+    pub async fn vector_search(
+        &self,
+        table: &str,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<SearchHit>> {
+        self.search(table)
+            .vector(query.to_vec())
+            .k(k)
+            .execute()
+            .await
     }
 
     /// Vector search restricted to records matching `filter`.
@@ -332,7 +424,10 @@ impl Database {
                 )));
             }
         }
-        if let IndexSpec::IvfPq { pq_dims: Some(m), .. } = &spec {
+        if let IndexSpec::IvfPq {
+            pq_dims: Some(m), ..
+        } = &spec
+        {
             if *m == 0 || schema.dimension % *m as usize != 0 {
                 return Err(Error::InvalidArgument(format!(
                     "pq_dims {m} must divide the dimension {}",
@@ -408,7 +503,9 @@ impl Database {
     /// Compacts files, folds new rows into indexes and prunes versions older
     /// than the configured retention.
     pub async fn compact(&self, table: &str) -> Result<CompactionStats> {
-        self.inner.compact(table, self.config.keep_versions_for()).await
+        self.inner
+            .compact(table, self.config.keep_versions_for())
+            .await
     }
 
     fn after_write(&self, table: &str) {

@@ -108,6 +108,22 @@ pub enum Error {
         /// The cargo feature that enables it.
         feature: String,
     },
+    /// Encryption or key management refused the operation (wrong key, missing
+    /// or damaged keyring, unencrypted/encrypted mismatch, tier not available).
+    #[error("security: {reason}")]
+    Security {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Stored data failed authentication or is damaged (a flipped byte, a
+    /// truncated or extended file).
+    #[error("data integrity error in {path}: {reason}")]
+    Integrity {
+        /// The file.
+        path: String,
+        /// What failed (names the chunk where known).
+        reason: String,
+    },
     /// The configuration could not be read.
     #[error("configuration error: {0}")]
     Config(String),
@@ -152,7 +168,9 @@ impl Error {
                 "filters look like {\"field\": value, \"year\": {\"$gte\": 2020}}; \
                  operators: $eq $ne $gt $gte $lt $lte $in $nin $and $or $not $exists"
             }
-            Error::BlobTooLarge { .. } => "raise DatabaseConfig::max_blob_bytes or store a smaller blob",
+            Error::BlobTooLarge { .. } => {
+                "raise DatabaseConfig::max_blob_bytes or store a smaller blob"
+            }
             Error::FeatureDisabled { .. } => "enable the cargo feature named in the message",
             Error::VersionNotFound { .. } => "list the table's versions to see which exist",
             _ => return None,
@@ -161,7 +179,10 @@ impl Error {
 
     /// True for errors caused by the caller's input rather than the engine or the environment.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Engine { .. } | Error::Io { .. })
+        !matches!(
+            self,
+            Error::Engine { .. } | Error::Io { .. } | Error::Integrity { .. }
+        )
     }
 
     pub(crate) fn engine(

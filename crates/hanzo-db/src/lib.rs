@@ -61,15 +61,17 @@ pub mod filter;
 pub mod query;
 mod record;
 mod schema;
+pub mod security;
 
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, Workloads};
-pub use database::{connect, ConnectBuilder, Database, IntoFilter, SearchBuilder, MAX_K};
+pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};
 pub use error::{Error, Result};
 pub use filter::Filter;
 pub use query::{
-    reciprocal_rank_fusion, CompactionStats, FilterMode, IndexInfo, IndexSpec, Projection,
-    SearchHit, SearchRequest, TableStats, VersionInfo,
+    CompactionStats, FilterMode, IndexInfo, IndexSpec, Projection, SearchHit, SearchRequest,
+    TableStats, VersionInfo, reciprocal_rank_fusion,
 };
-pub use record::{validate_records, validate_vector, Blob, MultimodalRecord, WriteLimits};
+pub use record::{Blob, MultimodalRecord, WriteLimits, validate_records, validate_vector};
 pub use schema::{DistanceMetric, FieldDef, FieldType, TableSchema};
+pub use security::{Cipher, KeyConfig, SecurityConfig, SecurityStatus, SecurityTier};

@@ -150,9 +150,17 @@ pub fn validate_records(
             });
         }
         validate_vector(table, schema.dimension, &r.vector, Some(&r.id))?;
-        let blobs = [("image".to_string(), r.image.as_deref()), ("audio".to_string(), r.audio.as_deref())]
-            .into_iter()
-            .chain(r.blobs.iter().enumerate().map(|(i, b)| (format!("blobs[{i}]"), Some(b.data.as_slice()))));
+        let blobs = [
+            ("image".to_string(), r.image.as_deref()),
+            ("audio".to_string(), r.audio.as_deref()),
+        ]
+        .into_iter()
+        .chain(
+            r.blobs
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("blobs[{i}]"), Some(b.data.as_slice()))),
+        );
         for (field, data) in blobs {
             if let Some(data) = data {
                 if data.len() > limits.max_blob_bytes {
@@ -229,7 +237,11 @@ mod tests {
         let dim = MultimodalRecord::new("a", vec![1.0]);
         assert!(matches!(
             validate_records("t", &schema, &[dim], LIMITS),
-            Err(Error::WrongVectorDimension { expected: 2, got: 1, .. })
+            Err(Error::WrongVectorDimension {
+                expected: 2,
+                got: 1,
+                ..
+            })
         ));
         let nan = MultimodalRecord::new("a", vec![1.0, f32::NAN]);
         assert!(matches!(

@@ -104,7 +104,7 @@ impl std::str::FromStr for FieldType {
                     reason: format!(
                         "unknown field type `{other}`: use string, int, float, bool, timestamp or string_list"
                     ),
-                })
+                });
             }
         })
     }
@@ -235,16 +235,38 @@ mod tests {
 
     #[test]
     fn rejects_reserved_and_duplicate_fields() {
-        assert!(TableSchema::new(4).field("id", FieldType::Int).validate().is_err());
-        assert!(TableSchema::new(4).field("_x", FieldType::Int).validate().is_err());
-        assert!(TableSchema::new(4)
-            .field("a", FieldType::Int)
-            .field("a", FieldType::Bool)
-            .validate()
-            .is_err());
+        assert!(
+            TableSchema::new(4)
+                .field("id", FieldType::Int)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            TableSchema::new(4)
+                .field("_x", FieldType::Int)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            TableSchema::new(4)
+                .field("a", FieldType::Int)
+                .field("a", FieldType::Bool)
+                .validate()
+                .is_err()
+        );
         assert!(TableSchema::new(0).validate().is_err());
-        assert!(TableSchema::new(4).field("a b", FieldType::Int).validate().is_err());
-        assert!(TableSchema::new(4).field("ok_1", FieldType::Int).validate().is_ok());
+        assert!(
+            TableSchema::new(4)
+                .field("a b", FieldType::Int)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            TableSchema::new(4)
+                .field("ok_1", FieldType::Int)
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

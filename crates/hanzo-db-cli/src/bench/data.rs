@@ -37,8 +37,15 @@ impl Synthetic {
             })
             .collect();
         let scale = 1.0 / (LATENT as f32).sqrt();
-        let proj = (0..LATENT * dim).map(|_| gauss(&mut model) * scale).collect();
-        Self { dim, centres, proj, rng: StdRng::seed_from_u64(seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)) }
+        let proj = (0..LATENT * dim)
+            .map(|_| gauss(&mut model) * scale)
+            .collect();
+        Self {
+            dim,
+            centres,
+            proj,
+            rng: StdRng::seed_from_u64(seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        }
     }
 
     /// The next point.
@@ -70,11 +77,24 @@ pub fn read_matrix(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
         let mut out = Vec::new();
         let mut pos = 0;
         while pos < bytes.len() {
-            anyhow::ensure!(pos + 4 <= bytes.len(), "{}: truncated .fvecs", path.display());
+            anyhow::ensure!(
+                pos + 4 <= bytes.len(),
+                "{}: truncated .fvecs",
+                path.display()
+            );
             let d = u32::from_le_bytes(bytes[pos..pos + 4].try_into()?) as usize;
             pos += 4;
-            anyhow::ensure!(pos + 4 * d <= bytes.len(), "{}: truncated .fvecs row", path.display());
-            out.push(bytes[pos..pos + 4 * d].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect());
+            anyhow::ensure!(
+                pos + 4 * d <= bytes.len(),
+                "{}: truncated .fvecs row",
+                path.display()
+            );
+            out.push(
+                bytes[pos..pos + 4 * d]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                    .collect(),
+            );
             pos += 4 * d;
         }
         return Ok(out);
@@ -128,6 +148,9 @@ impl TopK {
     }
     /// The exact neighbour ids per query.
     pub fn results(&self) -> Vec<Vec<u64>> {
-        self.heaps.iter().map(|h| h.iter().map(|(_, id)| *id).collect()).collect()
+        self.heaps
+            .iter()
+            .map(|h| h.iter().map(|(_, id)| *id).collect())
+            .collect()
     }
 }

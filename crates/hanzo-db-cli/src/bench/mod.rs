@@ -19,8 +19,14 @@ use data::{Synthetic, TopK, read_matrix};
 /// The figures every report carries, in print order.
 pub const FIGURES: &[(&str, &str)] = &[
     ("insert_vps", "bulk insert, vectors/s"),
-    ("single_insert_ps", "single-record durable inserts/s, 1 writer"),
-    ("single_insert_8w_ps", "single-record durable inserts/s, 8 writers"),
+    (
+        "single_insert_ps",
+        "single-record durable inserts/s, 1 writer",
+    ),
+    (
+        "single_insert_8w_ps",
+        "single-record durable inserts/s, 8 writers",
+    ),
     ("index_build_s", "index build, s"),
     ("query_p50_ms", "query p50, ms"),
     ("query_p95_ms", "query p95, ms"),
@@ -41,16 +47,13 @@ pub async fn run(ctx: &Ctx, a: Bench) -> anyhow::Result<()> {
         Encrypted::On => vec![true],
         Encrypted::Both => vec![true, false],
     };
-    if modes.contains(&true) {
-        return Err(hanzo_db::Error::Unsupported {
-            feature: "encryption at rest".into(),
-            backend: "lancedb (this build)".into(),
-        }
-        .into());
-    }
     let root = ctx.db.config().path.join("bench");
     let mut docs = Vec::new();
     for encrypted in modes {
+        ctx.out.note(format!(
+            "bench: encryption {}",
+            if encrypted { "on" } else { "off" }
+        ));
         docs.push((encrypted, run_one(ctx, &a, &root, encrypted).await?));
     }
     let doc = if docs.len() == 1 {
@@ -70,7 +73,9 @@ fn render(doc: &Value) -> String {
     let cols: Vec<(&str, &Value)> = if doc.get("insert_vps").is_some() {
         vec![("value", doc)]
     } else {
-        doc.as_object().map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect()).unwrap_or_default()
+        doc.as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
+            .unwrap_or_default()
     };
     let mut headers = vec!["figure"];
     headers.extend(cols.iter().map(|(k, _)| *k));
@@ -88,7 +93,10 @@ fn render(doc: &Value) -> String {
             row
         })
         .collect();
-    let params = cols.first().map(|(_, d)| d["params"].to_string()).unwrap_or_default();
+    let params = cols
+        .first()
+        .map(|(_, d)| d["params"].to_string())
+        .unwrap_or_default();
     format!("{}\nparams: {params}", table(&headers, &rows))
 }
 
@@ -104,7 +112,10 @@ fn recall(got: &[String], want: &[u64]) -> f64 {
     if want.is_empty() {
         return 1.0;
     }
-    let hits = got.iter().filter(|id| id.parse::<u64>().is_ok_and(|n| want.contains(&n))).count();
+    let hits = got
+        .iter()
+        .filter(|id| id.parse::<u64>().is_ok_and(|n| want.contains(&n)))
+        .count();
     hits as f64 / want.len() as f64
 }
 
@@ -113,9 +124,11 @@ pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
         })
         .map_or(0, |kib| kib * 1024)
 }
@@ -141,11 +154,17 @@ fn dir_size(path: &Path) -> u64 {
 fn machine() -> Value {
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kib| kib * 1024);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+    });
     json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "memory_bytes": mem,
@@ -171,10 +190,15 @@ impl Source {
 }
 
 async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::Result<Value> {
-    anyhow::ensure!(a.k > 0 && a.queries > 0, "--k and --queries must be at least 1");
+    anyhow::ensure!(
+        a.k > 0 && a.queries > 0,
+        "--k and --queries must be at least 1"
+    );
     let dir: PathBuf = root.join(if encrypted { "encrypted" } else { "plain" });
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+    for d in [dir.clone(), root.join("keys")] {
+        if d.exists() {
+            std::fs::remove_dir_all(&d)?;
+        }
     }
     // Data and queries.
     let (mut source, queries, n, dim) = match &a.dataset {
@@ -183,19 +207,40 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
             let queries = match &a.query_file {
                 Some(q) => read_matrix(q)?.into_iter().take(a.queries).collect(),
                 None => {
-                    anyhow::ensure!(rows.len() > a.queries, "{} has too few rows to hold out {} queries", path.display(), a.queries);
+                    anyhow::ensure!(
+                        rows.len() > a.queries,
+                        "{} has too few rows to hold out {} queries",
+                        path.display(),
+                        a.queries
+                    );
                     rows.split_off(rows.len() - a.queries)
                 }
             };
             let dim = rows.first().map_or(0, Vec::len);
             let n = rows.len().min(a.n);
             rows.truncate(n);
-            (Source { synthetic: None, file_rows: Some(rows.into_iter()) }, queries, n, dim)
+            (
+                Source {
+                    synthetic: None,
+                    file_rows: Some(rows.into_iter()),
+                },
+                queries,
+                n,
+                dim,
+            )
         }
         None => {
             let mut qgen = Synthetic::new(a.dim, a.seed, 2);
             let queries = (0..a.queries).map(|_| qgen.next_vec()).collect();
-            (Source { synthetic: Some(Synthetic::new(a.dim, a.seed, 1)), file_rows: None }, queries, a.n, a.dim)
+            (
+                Source {
+                    synthetic: Some(Synthetic::new(a.dim, a.seed, 1)),
+                    file_rows: None,
+                },
+                queries,
+                a.n,
+                a.dim,
+            )
         }
     };
     anyhow::ensure!(dim > 0 && n > 0, "no data to benchmark");
@@ -203,10 +248,16 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     let mut truth = TopK::new(queries[..gt_n].to_vec(), a.k);
     let mut truth_filtered = TopK::new(queries[..gt_n].to_vec(), a.k);
 
-    let db = hanzo_db::connect(dir.clone()).config(bench_config(&dir)).execute().await?;
+    let db = hanzo_db::connect(dir.clone())
+        .config(bench_config(&dir, root, encrypted))
+        .execute()
+        .await?;
     let schema = TableSchema::new(dim).field("bucket", FieldType::Int);
     db.create_table("bench", schema.clone()).await?;
-    ctx.out.note(format!("bench: inserting {n} x {dim} vectors into {}", dir.display()));
+    ctx.out.note(format!(
+        "bench: inserting {n} x {dim} vectors into {}",
+        dir.display()
+    ));
 
     // Bulk insert (the ground truth is computed alongside, outside the timed calls).
     let mut insert_time = Duration::ZERO;
@@ -244,21 +295,34 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     let spec = match a.index {
         BenchIndex::None => None,
         BenchIndex::Auto => Some(IndexSpec::Auto),
-        BenchIndex::IvfPq => Some(IndexSpec::IvfPq { nlist: a.nlist, pq_dims: a.pq_dims }),
-        BenchIndex::Hnsw => Some(IndexSpec::Hnsw { m: None, ef_construction: None }),
+        BenchIndex::IvfPq => Some(IndexSpec::IvfPq {
+            nlist: a.nlist,
+            pq_dims: a.pq_dims,
+        }),
+        BenchIndex::Hnsw => Some(IndexSpec::Hnsw {
+            m: None,
+            ef_construction: None,
+        }),
     };
     let mut index_build_s = None;
     if let Some(spec) = &spec {
         ctx.out.note(format!("bench: building {spec:?}"));
         let t = Instant::now();
         db.create_index("bench", spec.clone()).await?;
-        db.create_index("bench", IndexSpec::Scalar { column: "bucket".into() }).await?;
+        db.create_index(
+            "bench",
+            IndexSpec::Scalar {
+                column: "bucket".into(),
+            },
+        )
+        .await?;
         index_build_s = Some(t.elapsed().as_secs_f64());
     }
 
     // Queries one at a time.
     reset_peak_rss();
-    ctx.out.note(format!("bench: {} queries, k={}", queries.len(), a.k));
+    ctx.out
+        .note(format!("bench: {} queries, k={}", queries.len(), a.k));
     let search = |db: &Database, q: &[f32], filtered: bool| {
         let mut s = db.search("bench").vector(q.to_vec()).k(a.k);
         if filtered {
@@ -297,7 +361,11 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while i < qs.len() {
-                db.search("bench").vector(qs[i].clone()).k(k).execute().await?;
+                db.search("bench")
+                    .vector(qs[i].clone())
+                    .k(k)
+                    .execute()
+                    .await?;
                 i += 8;
             }
             Ok::<_, hanzo_db::Error>(())
@@ -332,7 +400,14 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     let t = Instant::now();
     let mut count = 0u64;
     while t.elapsed() < window {
-        db.insert("single", vec![MultimodalRecord::new(format!("s{count}"), single_vec.clone())]).await?;
+        db.insert(
+            "single",
+            vec![MultimodalRecord::new(
+                format!("s{count}"),
+                single_vec.clone(),
+            )],
+        )
+        .await?;
         count += 1;
     }
     let single_insert_ps = count as f64 / t.elapsed().as_secs_f64();
@@ -344,7 +419,11 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
         tasks.push(tokio::spawn(async move {
             let mut c = 0u64;
             while t.elapsed() < window {
-                db.insert("single", vec![MultimodalRecord::new(format!("w{w}-{c}"), v.clone())]).await?;
+                db.insert(
+                    "single",
+                    vec![MultimodalRecord::new(format!("w{w}-{c}"), v.clone())],
+                )
+                .await?;
                 c += 1;
             }
             Ok::<_, hanzo_db::Error>(c)
@@ -361,7 +440,10 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     let disk_bytes = dir_size(&dir);
     drop(db);
     let t = Instant::now();
-    let db = hanzo_db::connect(dir.clone()).config(bench_config(&dir)).execute().await?;
+    let db = hanzo_db::connect(dir.clone())
+        .config(bench_config(&dir, root, encrypted))
+        .execute()
+        .await?;
     search(&db, &queries[0], false).await?;
     let cold_start_ms = t.elapsed().as_secs_f64() * 1000.0;
 
@@ -395,12 +477,18 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     });
     if !a.keep {
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(root.join("keys"));
     }
     Ok(doc)
 }
 
-fn bench_config(dir: &Path) -> hanzo_db::DatabaseConfig {
+fn bench_config(dir: &Path, root: &Path, encrypted: bool) -> hanzo_db::DatabaseConfig {
     let mut cfg = hanzo_db::DatabaseConfig::new(dir);
+    cfg.security.encryption = encrypted;
+    // The benchmark's key file lives beside (not inside) its database and goes with it.
+    cfg.security.key = hanzo_db::KeyConfig::Default {
+        key_dir: Some(root.join("keys")),
+    };
     // Upkeep would run in the middle of measurements; the bench measures it separately.
     cfg.auto_compact_every = 0;
     cfg

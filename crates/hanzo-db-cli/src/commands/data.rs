@@ -10,16 +10,22 @@ use serde_json::json;
 use super::{Ctx, schema_from_args};
 use crate::args::{Delete, Export, Format, Get, Import};
 use crate::formats::jsonl::{JsonlReader, JsonlWriter, record_to_json};
-use crate::formats::{RecordSource, ReadError, detect};
+use crate::formats::{ReadError, RecordSource, detect};
 use crate::output::DataError;
 
 fn open_source(a: &Import) -> anyhow::Result<Box<dyn RecordSource>> {
     let fmt = detect(&a.file, a.format)?;
-    anyhow::ensure!(a.ids.is_none() || fmt == Format::Npy, "--ids applies to .npy input only");
+    anyhow::ensure!(
+        a.ids.is_none() || fmt == Format::Npy,
+        "--ids applies to .npy input only"
+    );
     Ok(match fmt {
         Format::Jsonl => Box::new(JsonlReader::open(&a.file)?),
         Format::Csv => Box::new(crate::formats::csv::CsvReader::open(&a.file)?),
-        Format::Npy => Box::new(crate::formats::npy::NpyReader::open(&a.file, a.ids.as_deref())?),
+        Format::Npy => Box::new(crate::formats::npy::NpyReader::open(
+            &a.file,
+            a.ids.as_deref(),
+        )?),
         Format::Parquet => Box::new(crate::formats::parquet::ParquetReader::open(&a.file)?),
     })
 }
@@ -36,7 +42,10 @@ pub async fn import(ctx: &Ctx, a: Import, upsert: bool) -> anyhow::Result<()> {
             Some(d) => d,
             None => {
                 first = next_good(&mut *src, &file, a.skip_bad, &mut Skipped::default())?;
-                first.as_ref().map(|(_, r)| r.vector.len()).ok_or_else(|| anyhow::anyhow!("{file} has no records; pass --dim"))?
+                first
+                    .as_ref()
+                    .map(|(_, r)| r.vector.len())
+                    .ok_or_else(|| anyhow::anyhow!("{file} has no records; pass --dim"))?
             }
         };
         let schema = schema_from_args(dim, &a.metric, &a.fields)?;
@@ -45,7 +54,9 @@ pub async fn import(ctx: &Ctx, a: Import, upsert: bool) -> anyhow::Result<()> {
     } else {
         ctx.db.table_schema(&a.name).await?
     };
-    let limits = WriteLimits { max_blob_bytes: ctx.db.config().max_blob_bytes };
+    let limits = WriteLimits {
+        max_blob_bytes: ctx.db.config().max_blob_bytes,
+    };
     let bar = ctx.out.progress(total, &format!("importing {}", a.name));
     let mut skipped = Skipped::default();
     let mut written = 0u64;
@@ -62,7 +73,8 @@ pub async fn import(ctx: &Ctx, a: Import, upsert: bool) -> anyhow::Result<()> {
             let check = if !ids.insert(r.id.clone()) {
                 Err(format!("id `{}` appears twice in one batch", r.id))
             } else {
-                validate_records(&a.name, &schema, std::slice::from_ref(&r), limits).map_err(|e| e.to_string())
+                validate_records(&a.name, &schema, std::slice::from_ref(&r), limits)
+                    .map_err(|e| e.to_string())
             };
             match check {
                 Ok(()) => batch.push(r),
@@ -106,7 +118,10 @@ impl Skipped {
     fn bad(&mut self, file: &str, at: &str, reason: &str, skip: bool) -> anyhow::Result<()> {
         let msg = format!("{file}: {at}: {reason}");
         if !skip {
-            return Err(DataError(format!("{msg} (nothing of this batch was written; --skip-bad skips bad records)")).into());
+            return Err(DataError(format!(
+                "{msg} (nothing of this batch was written; --skip-bad skips bad records)"
+            ))
+            .into());
         }
         self.count += 1;
         if self.samples.len() < 5 {
@@ -126,8 +141,12 @@ fn next_good(
         match src.next_record() {
             None => return Ok(None),
             Some(Ok(x)) => return Ok(Some(x)),
-            Some(Err(ReadError::Fatal(e))) => return Err(DataError(format!("{file}: {e:#}")).into()),
-            Some(Err(ReadError::Bad { at, reason })) => skipped.bad(file, &at, &reason, skip_bad)?,
+            Some(Err(ReadError::Fatal(e))) => {
+                return Err(DataError(format!("{file}: {e:#}")).into());
+            }
+            Some(Err(ReadError::Bad { at, reason })) => {
+                skipped.bad(file, &at, &reason, skip_bad)?
+            }
         }
     }
 }
@@ -140,7 +159,8 @@ pub async fn export(ctx: &Ctx, a: Export) -> anyhow::Result<()> {
     let mut rows = 0u64;
     match fmt {
         Format::Jsonl => {
-            let f = std::fs::File::create(&a.file).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", a.file.display()))?;
+            let f = std::fs::File::create(&a.file)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", a.file.display()))?;
             let mut w = JsonlWriter::new(std::io::BufWriter::new(f));
             while let Some(batch) = stream.next().await {
                 for r in batch? {
@@ -164,9 +184,16 @@ pub async fn export(ctx: &Ctx, a: Export) -> anyhow::Result<()> {
         other => anyhow::bail!("export writes jsonl or parquet, not {other:?}"),
     }
     bar.finish_and_clear();
-    ctx.out.emit(&json!({"table": a.name, "exported": rows, "file": a.file}), || {
-        format!("exported {rows} records from {} to {}", a.name, a.file.display())
-    });
+    ctx.out.emit(
+        &json!({"table": a.name, "exported": rows, "file": a.file}),
+        || {
+            format!(
+                "exported {rows} records from {} to {}",
+                a.name,
+                a.file.display()
+            )
+        },
+    );
     Ok(())
 }
 
@@ -185,11 +212,21 @@ fn extension(mime: &str) -> &'static str {
 
 fn write_blobs(dir: &Path, r: &MultimodalRecord) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
-    let safe: String = r.id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let safe: String =
+        r.id.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
     let mut files = Vec::new();
     let mut put = |name: String, data: &[u8]| -> anyhow::Result<()> {
         let p = dir.join(&name);
-        std::fs::write(&p, data).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+        std::fs::write(&p, data)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
         files.push(p.display().to_string());
         Ok(())
     };
@@ -207,13 +244,19 @@ fn write_blobs(dir: &Path, r: &MultimodalRecord) -> anyhow::Result<Vec<String>> 
 
 pub async fn get(ctx: &Ctx, a: Get) -> anyhow::Result<()> {
     let blobs = a.with_blobs || a.out_dir.is_some();
-    let projection = Projection { vector: true, blobs, metadata_keys: None };
+    let projection = Projection {
+        vector: true,
+        blobs,
+        metadata_keys: None,
+    };
     let r = ctx
         .db
         .get_many(&a.name, std::slice::from_ref(&a.id), &projection, a.version)
         .await?
         .pop()
-        .ok_or_else(|| hanzo_db::Error::InvalidArgument(format!("no record `{}` in {}", a.id, a.name)))?;
+        .ok_or_else(|| {
+            hanzo_db::Error::InvalidArgument(format!("no record `{}` in {}", a.id, a.name))
+        })?;
     let files = match &a.out_dir {
         Some(dir) => write_blobs(dir, &r)?,
         None => Vec::new(),
@@ -238,7 +281,10 @@ pub async fn get(ctx: &Ctx, a: Get) -> anyhow::Result<()> {
             s.push_str(&format!("blob: {} ({} bytes)\n", b.mime, b.data.len()));
         }
         if !r.metadata.is_empty() {
-            s.push_str(&format!("metadata: {}\n", serde_json::Value::Object(r.metadata.clone())));
+            s.push_str(&format!(
+                "metadata: {}\n",
+                serde_json::Value::Object(r.metadata.clone())
+            ));
         }
         for f in &files {
             s.push_str(&format!("wrote {f}\n"));
@@ -253,6 +299,8 @@ pub async fn delete(ctx: &Ctx, a: Delete) -> anyhow::Result<()> {
         Some(f) => ctx.db.delete_where(&a.name, f.as_str()).await?,
         None => ctx.db.delete(&a.name, &a.ids).await?,
     };
-    ctx.out.emit(&json!({"table": a.name, "deleted": n}), || format!("deleted {n} records from {}", a.name));
+    ctx.out.emit(&json!({"table": a.name, "deleted": n}), || {
+        format!("deleted {n} records from {}", a.name)
+    });
     Ok(())
 }

@@ -19,11 +19,16 @@ pub fn embed(text: &str) -> Vec<f32> {
     let mut v = vec![0f32; DIM];
     let lower = text.to_lowercase();
     let mut add = |token: &str, w: f32| {
-        let h = token.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let h = token.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
         let sign = if h >> 63 == 0 { 1.0 } else { -1.0 };
         v[(h % DIM as u64) as usize] += sign * w;
     };
-    for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
+    for word in lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
         add(word, 1.0);
         let chars: Vec<char> = word.chars().collect();
         for t in chars.windows(3) {
@@ -45,7 +50,9 @@ fn ppm(rgb: [u8; 3]) -> Vec<u8> {
 
 /// A 0.1 s mono 8 kHz 16-bit WAV tone.
 fn wav(freq: f32) -> Vec<u8> {
-    let samples: Vec<i16> = (0..800).map(|i| ((2.0 * PI * freq * i as f32 / 8000.0).sin() * 12000.0) as i16).collect();
+    let samples: Vec<i16> = (0..800)
+        .map(|i| ((2.0 * PI * freq * i as f32 / 8000.0).sin() * 12000.0) as i16)
+        .collect();
     let data_len = (samples.len() * 2) as u32;
     let mut out = Vec::with_capacity(44 + data_len as usize);
     out.extend_from_slice(b"RIFF");
@@ -67,24 +74,114 @@ fn wav(freq: f32) -> Vec<u8> {
 }
 
 const SAMPLES: &[(&str, &str, i64, [u8; 3])] = &[
-    ("a red bicycle leaning against a brick wall", "vehicles", 2021, [200, 30, 30]),
-    ("a fast red sports car on a mountain road", "vehicles", 2023, [220, 20, 20]),
-    ("an old blue bicycle with a wicker basket", "vehicles", 2018, [30, 30, 200]),
-    ("a yellow school bus stopped at a corner", "vehicles", 2019, [240, 220, 20]),
-    ("a sailing boat on a calm blue lake", "vehicles", 2022, [40, 90, 200]),
-    ("a ginger cat asleep on a sunny windowsill", "animals", 2020, [230, 140, 40]),
-    ("a black cat chasing a red ball of yarn", "animals", 2024, [20, 20, 20]),
-    ("a golden retriever puppy playing in snow", "animals", 2021, [220, 180, 90]),
-    ("a flock of geese flying over a wheat field", "animals", 2017, [180, 170, 120]),
-    ("a red fox crossing a frozen river at dawn", "animals", 2023, [200, 90, 30]),
-    ("a bowl of ramen with a soft boiled egg", "food", 2022, [210, 170, 110]),
-    ("fresh red strawberries in a wooden basket", "food", 2020, [210, 30, 50]),
-    ("a stack of pancakes with maple syrup", "food", 2019, [200, 150, 80]),
-    ("a green salad with avocado and lime", "food", 2024, [60, 170, 60]),
-    ("a thunderstorm over the city skyline at night", "nature", 2021, [60, 60, 90]),
-    ("cherry blossoms along a quiet river path", "nature", 2023, [240, 180, 200]),
-    ("a desert canyon glowing red at sunset", "nature", 2018, [200, 80, 40]),
-    ("a pine forest covered in fresh snow", "nature", 2022, [230, 240, 240]),
+    (
+        "a red bicycle leaning against a brick wall",
+        "vehicles",
+        2021,
+        [200, 30, 30],
+    ),
+    (
+        "a fast red sports car on a mountain road",
+        "vehicles",
+        2023,
+        [220, 20, 20],
+    ),
+    (
+        "an old blue bicycle with a wicker basket",
+        "vehicles",
+        2018,
+        [30, 30, 200],
+    ),
+    (
+        "a yellow school bus stopped at a corner",
+        "vehicles",
+        2019,
+        [240, 220, 20],
+    ),
+    (
+        "a sailing boat on a calm blue lake",
+        "vehicles",
+        2022,
+        [40, 90, 200],
+    ),
+    (
+        "a ginger cat asleep on a sunny windowsill",
+        "animals",
+        2020,
+        [230, 140, 40],
+    ),
+    (
+        "a black cat chasing a red ball of yarn",
+        "animals",
+        2024,
+        [20, 20, 20],
+    ),
+    (
+        "a golden retriever puppy playing in snow",
+        "animals",
+        2021,
+        [220, 180, 90],
+    ),
+    (
+        "a flock of geese flying over a wheat field",
+        "animals",
+        2017,
+        [180, 170, 120],
+    ),
+    (
+        "a red fox crossing a frozen river at dawn",
+        "animals",
+        2023,
+        [200, 90, 30],
+    ),
+    (
+        "a bowl of ramen with a soft boiled egg",
+        "food",
+        2022,
+        [210, 170, 110],
+    ),
+    (
+        "fresh red strawberries in a wooden basket",
+        "food",
+        2020,
+        [210, 30, 50],
+    ),
+    (
+        "a stack of pancakes with maple syrup",
+        "food",
+        2019,
+        [200, 150, 80],
+    ),
+    (
+        "a green salad with avocado and lime",
+        "food",
+        2024,
+        [60, 170, 60],
+    ),
+    (
+        "a thunderstorm over the city skyline at night",
+        "nature",
+        2021,
+        [60, 60, 90],
+    ),
+    (
+        "cherry blossoms along a quiet river path",
+        "nature",
+        2023,
+        [240, 180, 200],
+    ),
+    (
+        "a desert canyon glowing red at sunset",
+        "nature",
+        2018,
+        [200, 80, 40],
+    ),
+    (
+        "a pine forest covered in fresh snow",
+        "nature",
+        2022,
+        [230, 240, 240],
+    ),
 ];
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
@@ -108,16 +205,26 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                 .with_audio(wav(220.0 + 40.0 * i as f32))
                 .with_metadata("category", *cat)
                 .with_metadata("year", *year)
-                .with_metadata("source", json!({"camera": if i % 2 == 0 { "phone" } else { "dslr" }, "frame": i}));
+                .with_metadata(
+                    "source",
+                    json!({"camera": if i % 2 == 0 { "phone" } else { "dslr" }, "frame": i}),
+                );
             if i % 5 == 0 {
-                r = r.with_blob(Blob::new("model/gltf-binary", format!("glTF-demo-{i}").into_bytes()));
+                r = r.with_blob(Blob::new(
+                    "model/gltf-binary",
+                    format!("glTF-demo-{i}").into_bytes(),
+                ));
             }
             r
         })
         .collect();
     let blob_bytes: usize = records
         .iter()
-        .map(|r| r.image.as_ref().map_or(0, Vec::len) + r.audio.as_ref().map_or(0, Vec::len) + r.blobs.iter().map(|b| b.data.len()).sum::<usize>())
+        .map(|r| {
+            r.image.as_ref().map_or(0, Vec::len)
+                + r.audio.as_ref().map_or(0, Vec::len)
+                + r.blobs.iter().map(|b| b.data.len()).sum::<usize>()
+        })
         .sum();
     db.insert(name, records).await?;
     ctx.out.note(format!(
@@ -127,21 +234,46 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         blob_bytes
     ));
 
-    for spec in [IndexSpec::Auto, IndexSpec::FullText, IndexSpec::Scalar { column: "category".into() }] {
+    for spec in [
+        IndexSpec::Auto,
+        IndexSpec::FullText,
+        IndexSpec::Scalar {
+            column: "category".into(),
+        },
+    ] {
         db.create_index(name, spec).await?;
     }
     let indexes = db.list_indexes(name).await?;
     ctx.out.note(format!(
         "built indexes: {}",
-        indexes.iter().map(|i| format!("{} on {}", i.kind, i.columns.join(","))).collect::<Vec<_>>().join(", ")
+        indexes
+            .iter()
+            .map(|i| format!("{} on {}", i.kind, i.columns.join(",")))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 
     let query = "red bicycle";
     let vector_hits = db.search(name).vector(embed(query)).k(3).execute().await?;
     let filter = json!({"category": "animals", "year": {"$gte": 2021}});
-    let filtered_hits = db.search(name).vector(embed("a cat playing")).filter(filter.clone()).k(3).execute().await?;
-    let hybrid_hits = db.search(name).vector(embed("red fruit")).text("strawberries").k(3).execute().await?;
-    let roundtrip = db.get(name, "item-00").await?.ok_or_else(|| anyhow::anyhow!("item-00 missing"))?;
+    let filtered_hits = db
+        .search(name)
+        .vector(embed("a cat playing"))
+        .filter(filter.clone())
+        .k(3)
+        .execute()
+        .await?;
+    let hybrid_hits = db
+        .search(name)
+        .vector(embed("red fruit"))
+        .text("strawberries")
+        .k(3)
+        .execute()
+        .await?;
+    let roundtrip = db
+        .get(name, "item-00")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("item-00 missing"))?;
     let image_ok = roundtrip.image.as_deref() == Some(ppm(SAMPLES[0].3).as_slice());
 
     let section = |title: &str, hits: &[hanzo_db::SearchHit]| -> String {
@@ -153,12 +285,27 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
                     h.distance.map_or("-".into(), |d| format!("{d:.3}")),
                     h.score.map_or("-".into(), |s| format!("{s:.4}")),
                     clip(h.record.text.as_deref().unwrap_or(""), 46),
-                    h.record.metadata.get("category").and_then(Value::as_str).unwrap_or("").to_string(),
-                    h.record.metadata.get("year").map(|v| v.to_string()).unwrap_or_default(),
+                    h.record
+                        .metadata
+                        .get("category")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    h.record
+                        .metadata
+                        .get("year")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
                 ]
             })
             .collect();
-        format!("{title}\n{}\n", table(&["ID", "DISTANCE", "SCORE", "TEXT", "CATEGORY", "YEAR"], &rows))
+        format!(
+            "{title}\n{}\n",
+            table(
+                &["ID", "DISTANCE", "SCORE", "TEXT", "CATEGORY", "YEAR"],
+                &rows
+            )
+        )
     };
     let doc = json!({
         "table": name,
@@ -172,9 +319,18 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     ctx.out.emit(&doc, || {
         [
             section(&format!("Vector search for \"{query}\":"), &vector_hits),
-            section(&format!("Filtered search for \"a cat playing\" where {filter}:"), &filtered_hits),
-            section("Hybrid search: vector \"red fruit\" + full text \"strawberries\" (rank fusion):", &hybrid_hits),
-            format!("Image of item-00 read back byte-exact: {}", if image_ok { "yes" } else { "NO" }),
+            section(
+                &format!("Filtered search for \"a cat playing\" where {filter}:"),
+                &filtered_hits,
+            ),
+            section(
+                "Hybrid search: vector \"red fruit\" + full text \"strawberries\" (rank fusion):",
+                &hybrid_hits,
+            ),
+            format!(
+                "Image of item-00 read back byte-exact: {}",
+                if image_ok { "yes" } else { "NO" }
+            ),
         ]
         .join("\n")
     });

@@ -8,7 +8,7 @@ mod search;
 use anyhow::Context;
 use hanzo_db::{Database, DatabaseConfig, DistanceMetric, FieldType, TableSchema};
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, KeyCmd, SecurityCmd};
 use crate::output::Out;
 
 /// Everything a command needs.
@@ -18,7 +18,10 @@ pub struct Ctx {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = Out { json: cli.json, quiet: cli.quiet };
+    let out = Out {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
     let mut config = match &cli.config {
         Some(p) => DatabaseConfig::from_toml_file(p)?,
         None => DatabaseConfig::default(),
@@ -27,11 +30,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.config.is_none() || cli.db.as_os_str() != "./hanzo-data" {
         config.path = cli.db.clone();
     }
+    if cli.no_encryption {
+        config.security.encryption = false;
+    }
+    if let Some(var) = &cli.passphrase_env {
+        config.security.key = hanzo_db::KeyConfig::Passphrase { env: var.clone() };
+    }
+    if let Some(path) = &cli.key_file {
+        config.security.key = hanzo_db::KeyConfig::KeyFile { path: path.clone() };
+    }
     let db = hanzo_db::connect(config.path.clone())
         .config(config)
         .execute()
-        .await
-        .context("cannot open the database")?;
+        .await?;
     let ctx = Ctx { db, out };
     match cli.command {
         Command::Demo => demo::run(&ctx).await,
@@ -51,11 +62,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact { name } => admin::compact(&ctx, &name).await,
         Command::Stats { name } => admin::stats(&ctx, name.as_deref()).await,
         Command::Bench(a) => crate::bench::run(&ctx, a).await,
+        Command::Security(SecurityCmd::Status) => admin::security_status(&ctx),
+        Command::Key(KeyCmd::Rotate {
+            data_key,
+            new_passphrase_env,
+            new_key_file,
+        }) => admin::rotate_key(&ctx, data_key, new_passphrase_env, new_key_file),
     }
 }
 
 /// Builds a schema from `--dim`, `--metric` and `--field NAME:TYPE` options.
-pub fn schema_from_args(dim: usize, metric: &str, fields: &[String]) -> anyhow::Result<TableSchema> {
+pub fn schema_from_args(
+    dim: usize,
+    metric: &str,
+    fields: &[String],
+) -> anyhow::Result<TableSchema> {
     let metric: DistanceMetric = metric.parse()?;
     let mut schema = TableSchema::new(dim).metric(metric);
     for f in fields {

@@ -25,7 +25,8 @@ fn read_vector_file(path: &std::path::Path) -> anyhow::Result<Vec<f32>> {
             _ => anyhow::bail!("cannot read the first row of {}", path.display()),
         }
     } else {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         parse_vector(&text, &path.display().to_string())
     }
 }
@@ -51,7 +52,10 @@ pub async fn run(ctx: &Ctx, a: Search) -> anyhow::Result<()> {
         (None, Some(p)) => Some(read_vector_file(p)?),
         (None, None) => None,
     };
-    anyhow::ensure!(vector.is_some() || a.text.is_some(), "give --vector, --vector-file or --text (or a vector and --text for hybrid search)");
+    anyhow::ensure!(
+        vector.is_some() || a.text.is_some(),
+        "give --vector, --vector-file or --text (or a vector and --text for hybrid search)"
+    );
     let mut q = ctx.db.search(&a.name).k(a.k);
     if let Some(v) = vector {
         q = q.vector(v);
@@ -72,7 +76,11 @@ pub async fn run(ctx: &Ctx, a: Search) -> anyhow::Result<()> {
         q = q.at_version(v);
     }
     if let Some(sel) = &a.select {
-        let keys: Vec<String> = sel.iter().filter(|s| *s != "vector" && *s != "blobs").cloned().collect();
+        let keys: Vec<String> = sel
+            .iter()
+            .filter(|s| *s != "vector" && *s != "blobs")
+            .cloned()
+            .collect();
         q = q.projection(Projection {
             vector: sel.iter().any(|s| s == "vector"),
             blobs: sel.iter().any(|s| s == "blobs"),
@@ -83,26 +91,27 @@ pub async fn run(ctx: &Ctx, a: Search) -> anyhow::Result<()> {
     let hits = q.execute().await?;
     let took_ms = start.elapsed().as_secs_f64() * 1000.0;
     let results: Vec<Value> = hits.iter().map(hit_json).collect();
-    ctx.out.emit(&json!({"results": results, "took_ms": took_ms}), || {
-        let rows: Vec<Vec<String>> = hits
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                vec![
-                    (i + 1).to_string(),
-                    h.record.id.clone(),
-                    h.distance.map_or("-".into(), |d| format!("{d:.4}")),
-                    h.score.map_or("-".into(), |s| format!("{s:.4}")),
-                    clip(h.record.text.as_deref().unwrap_or(""), 40),
-                    clip(&Value::Object(h.record.metadata.clone()).to_string(), 50),
-                ]
-            })
-            .collect();
-        format!(
-            "{}\n{} results in {took_ms:.1} ms",
-            table(&["#", "ID", "DISTANCE", "SCORE", "TEXT", "METADATA"], &rows),
-            hits.len()
-        )
-    });
+    ctx.out
+        .emit(&json!({"results": results, "took_ms": took_ms}), || {
+            let rows: Vec<Vec<String>> = hits
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    vec![
+                        (i + 1).to_string(),
+                        h.record.id.clone(),
+                        h.distance.map_or("-".into(), |d| format!("{d:.4}")),
+                        h.score.map_or("-".into(), |s| format!("{s:.4}")),
+                        clip(h.record.text.as_deref().unwrap_or(""), 40),
+                        clip(&Value::Object(h.record.metadata.clone()).to_string(), 50),
+                    ]
+                })
+                .collect();
+            format!(
+                "{}\n{} results in {took_ms:.1} ms",
+                table(&["#", "ID", "DISTANCE", "SCORE", "TEXT", "METADATA"], &rows),
+                hits.len()
+            )
+        });
     Ok(())
 }

@@ -28,7 +28,11 @@ impl CsvReader {
             "CSV needs `id` and `vector` columns, found: {}",
             headers.join(", ")
         );
-        Ok(Self { reader, headers, record: ::csv::StringRecord::new() })
+        Ok(Self {
+            reader,
+            headers,
+            record: ::csv::StringRecord::new(),
+        })
     }
 }
 
@@ -56,7 +60,11 @@ fn parse_vector(s: &str) -> Result<Value, String> {
     let parts: Result<Vec<Value>, String> = t
         .split(|c: char| c == ';' || c.is_whitespace())
         .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<f64>().map(Value::from).map_err(|_| format!("`vector` has a non-number `{p}`")))
+        .map(|p| {
+            p.parse::<f64>()
+                .map(Value::from)
+                .map_err(|_| format!("`vector` has a non-number `{p}`"))
+        })
         .collect();
     parts.map(Value::Array)
 }
@@ -67,11 +75,20 @@ impl RecordSource for CsvReader {
             Ok(false) => return None,
             Ok(true) => {}
             Err(e) => {
-                let at = e.position().map(|p| format!("line {}", p.line())).unwrap_or_else(|| "unknown line".into());
-                return Some(Err(ReadError::Bad { at, reason: e.to_string() }));
+                let at = e
+                    .position()
+                    .map(|p| format!("line {}", p.line()))
+                    .unwrap_or_else(|| "unknown line".into());
+                return Some(Err(ReadError::Bad {
+                    at,
+                    reason: e.to_string(),
+                }));
             }
         }
-        let at = format!("line {}", self.record.position().map(|p| p.line()).unwrap_or(0));
+        let at = format!(
+            "line {}",
+            self.record.position().map(|p| p.line()).unwrap_or(0)
+        );
         let mut obj = Map::new();
         let mut meta = Map::new();
         for (h, cell) in self.headers.iter().zip(self.record.iter()) {
@@ -99,7 +116,11 @@ impl RecordSource for CsvReader {
         if !meta.is_empty() {
             obj.insert("metadata".into(), Value::Object(meta));
         }
-        Some(record_from_json(Value::Object(obj)).map(|r| (at.clone(), r)).map_err(|reason| ReadError::Bad { at, reason }))
+        Some(
+            record_from_json(Value::Object(obj))
+                .map(|r| (at.clone(), r))
+                .map_err(|reason| ReadError::Bad { at, reason }),
+        )
     }
     fn position(&self) -> u64 {
         self.reader.position().byte()

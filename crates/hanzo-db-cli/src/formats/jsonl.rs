@@ -30,8 +30,11 @@ pub fn record_to_json(r: &MultimodalRecord, with_blobs: bool) -> Value {
             m.insert("audio_b64".into(), B64.encode(a).into());
         }
         if !r.blobs.is_empty() {
-            let blobs: Vec<Value> =
-                r.blobs.iter().map(|b| json!({"mime": b.mime, "data_b64": B64.encode(&b.data)})).collect();
+            let blobs: Vec<Value> = r
+                .blobs
+                .iter()
+                .map(|b| json!({"mime": b.mime, "data_b64": B64.encode(&b.data)}))
+                .collect();
             m.insert("blobs".into(), blobs.into());
         }
     }
@@ -43,7 +46,9 @@ pub fn record_to_json(r: &MultimodalRecord, with_blobs: bool) -> Value {
 
 /// Parses one record from its JSON form.
 pub fn record_from_json(v: Value) -> Result<MultimodalRecord, String> {
-    let Value::Object(mut m) = v else { return Err("expected a JSON object".into()) };
+    let Value::Object(mut m) = v else {
+        return Err("expected a JSON object".into());
+    };
     let id = match m.remove("id") {
         Some(Value::String(s)) => s,
         Some(Value::Number(n)) => n.to_string(),
@@ -54,15 +59,22 @@ pub fn record_from_json(v: Value) -> Result<MultimodalRecord, String> {
         Some(Value::Array(items)) => items
             .iter()
             .enumerate()
-            .map(|(i, x)| x.as_f64().map(|f| f as f32).ok_or_else(|| format!("`vector[{i}]` is not a number: {x}")))
+            .map(|(i, x)| {
+                x.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| format!("`vector[{i}]` is not a number: {x}"))
+            })
             .collect::<Result<Vec<f32>, _>>()?,
         Some(other) => return Err(format!("`vector` must be an array of numbers, got {other}")),
         None => return Err("missing `vector`".into()),
     };
     let mut r = MultimodalRecord::new(id, vector);
     let b64 = |key: &str, v: Value| -> Result<Vec<u8>, String> {
-        let s = v.as_str().ok_or_else(|| format!("`{key}` must be a base64 string"))?;
-        B64.decode(s).map_err(|e| format!("`{key}` is not valid base64: {e}"))
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("`{key}` must be a base64 string"))?;
+        B64.decode(s)
+            .map_err(|e| format!("`{key}` is not valid base64: {e}"))
     };
     match m.remove("text") {
         None | Some(Value::Null) => {}
@@ -79,9 +91,16 @@ pub fn record_from_json(v: Value) -> Result<MultimodalRecord, String> {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             for (i, b) in items.into_iter().enumerate() {
-                let mime = b.get("mime").and_then(Value::as_str).ok_or_else(|| format!("`blobs[{i}].mime` missing"))?;
-                let data = b.get("data_b64").cloned().ok_or_else(|| format!("`blobs[{i}].data_b64` missing"))?;
-                r.blobs.push(Blob::new(mime, b64(&format!("blobs[{i}].data_b64"), data)?));
+                let mime = b
+                    .get("mime")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("`blobs[{i}].mime` missing"))?;
+                let data = b
+                    .get("data_b64")
+                    .cloned()
+                    .ok_or_else(|| format!("`blobs[{i}].data_b64` missing"))?;
+                r.blobs
+                    .push(Blob::new(mime, b64(&format!("blobs[{i}].data_b64"), data)?));
             }
         }
         Some(_) => return Err("`blobs` must be an array".into()),
@@ -92,7 +111,9 @@ pub fn record_from_json(v: Value) -> Result<MultimodalRecord, String> {
         Some(other) => return Err(format!("`metadata` must be an object, got {other}")),
     }
     if let Some(k) = m.keys().next() {
-        return Err(format!("unknown key `{k}` (put extra fields under `metadata`)"));
+        return Err(format!(
+            "unknown key `{k}` (put extra fields under `metadata`)"
+        ));
     }
     Ok(r)
 }
@@ -106,8 +127,13 @@ pub struct JsonlReader {
 
 impl JsonlReader {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let f = File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        Ok(Self { lines: BufReader::with_capacity(1 << 20, f).lines(), line: 0, pos: 0 })
+        let f =
+            File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        Ok(Self {
+            lines: BufReader::with_capacity(1 << 20, f).lines(),
+            line: 0,
+            pos: 0,
+        })
     }
 }
 
@@ -116,7 +142,12 @@ impl RecordSource for JsonlReader {
         loop {
             let text = match self.lines.next()? {
                 Ok(t) => t,
-                Err(e) => return Some(Err(ReadError::Fatal(anyhow::anyhow!("read error after line {}: {e}", self.line)))),
+                Err(e) => {
+                    return Some(Err(ReadError::Fatal(anyhow::anyhow!(
+                        "read error after line {}: {e}",
+                        self.line
+                    ))));
+                }
             };
             self.line += 1;
             self.pos += text.len() as u64 + 1;
@@ -127,7 +158,11 @@ impl RecordSource for JsonlReader {
             let parsed = serde_json::from_str::<Value>(&text)
                 .map_err(|e| format!("invalid JSON: {e}"))
                 .and_then(record_from_json);
-            return Some(parsed.map(|r| (at.clone(), r)).map_err(|reason| ReadError::Bad { at, reason }));
+            return Some(
+                parsed
+                    .map(|r| (at.clone(), r))
+                    .map_err(|reason| ReadError::Bad { at, reason }),
+            );
         }
     }
     fn position(&self) -> u64 {

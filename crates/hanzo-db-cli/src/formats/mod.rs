@@ -36,7 +36,11 @@ pub fn detect(path: &Path, given: Option<Format>) -> anyhow::Result<Format> {
     if let Some(f) = given {
         return Ok(f);
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     Ok(match ext.as_str() {
         "jsonl" | "ndjson" | "json" => Format::Jsonl,
         "parquet" | "pq" => Format::Parquet,

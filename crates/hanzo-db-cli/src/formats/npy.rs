@@ -39,9 +39,14 @@ pub fn read_header(r: &mut impl Read) -> anyhow::Result<NpyHeader> {
     } else if text.contains("'<f8'") {
         true
     } else {
-        anyhow::bail!(".npy dtype must be little-endian float32 or float64 ('<f4' or '<f8'): {text}")
+        anyhow::bail!(
+            ".npy dtype must be little-endian float32 or float64 ('<f4' or '<f8'): {text}"
+        )
     };
-    anyhow::ensure!(text.contains("'fortran_order': False"), ".npy must be in C order");
+    anyhow::ensure!(
+        text.contains("'fortran_order': False"),
+        ".npy must be in C order"
+    );
     let shape = text
         .split("'shape':")
         .nth(1)
@@ -52,10 +57,21 @@ pub fn read_header(r: &mut impl Read) -> anyhow::Result<NpyHeader> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| anyhow::anyhow!("bad .npy shape `{shape}`")))
+        .map(|s| {
+            s.parse()
+                .map_err(|_| anyhow::anyhow!("bad .npy shape `{shape}`"))
+        })
         .collect::<anyhow::Result<_>>()?;
-    anyhow::ensure!(dims.len() == 2, ".npy must be a 2-D matrix, got shape ({shape})");
-    Ok(NpyHeader { rows: dims[0], cols: dims[1], f64, header_len: pre + len })
+    anyhow::ensure!(
+        dims.len() == 2,
+        ".npy must be a 2-D matrix, got shape ({shape})"
+    );
+    Ok(NpyHeader {
+        rows: dims[0],
+        cols: dims[1],
+        f64,
+        header_len: pre + len,
+    })
 }
 
 /// Streams rows of an `.npy` matrix as records with ids from a file or row numbers.
@@ -69,18 +85,29 @@ pub struct NpyReader {
 
 impl NpyReader {
     pub fn open(path: &Path, ids: Option<&Path>) -> anyhow::Result<Self> {
-        let f = File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let f =
+            File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         let mut input = BufReader::with_capacity(1 << 20, f);
         let header = read_header(&mut input)?;
         let ids = match ids {
             Some(p) => Some(
-                BufReader::new(File::open(p).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", p.display()))?).lines(),
+                BufReader::new(
+                    File::open(p)
+                        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", p.display()))?,
+                )
+                .lines(),
             ),
             None => None,
         };
         let width = if header.f64 { 8 } else { 4 };
         let buf = vec![0u8; header.cols * width];
-        Ok(Self { input, header, ids, row: 0, buf })
+        Ok(Self {
+            input,
+            header,
+            ids,
+            row: 0,
+            buf,
+        })
     }
     pub fn header(&self) -> &NpyHeader {
         &self.header
@@ -94,17 +121,29 @@ impl RecordSource for NpyReader {
         }
         let at = format!("row {}", self.row);
         if let Err(e) = self.input.read_exact(&mut self.buf) {
-            return Some(Err(ReadError::Fatal(anyhow::anyhow!(".npy ends early at {at}: {e}"))));
+            return Some(Err(ReadError::Fatal(anyhow::anyhow!(
+                ".npy ends early at {at}: {e}"
+            ))));
         }
         let vector: Vec<f32> = if self.header.f64 {
-            self.buf.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32).collect()
+            self.buf
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
+                .collect()
         } else {
-            self.buf.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()
+            self.buf
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                .collect()
         };
         let id = match &mut self.ids {
             Some(lines) => match lines.next() {
                 Some(Ok(id)) if !id.trim().is_empty() => id.trim().to_string(),
-                _ => return Some(Err(ReadError::Fatal(anyhow::anyhow!("--ids file has no id for {at}")))),
+                _ => {
+                    return Some(Err(ReadError::Fatal(anyhow::anyhow!(
+                        "--ids file has no id for {at}"
+                    ))));
+                }
             },
             None => self.row.to_string(),
         };

@@ -10,7 +10,9 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("db")
@@ -20,14 +22,26 @@ impl Env {
     }
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("hanzo-db").unwrap();
-        c.arg("--db").arg(self.db()).env_remove("HANZO_DB_PATH");
+        c.arg("--db")
+            .arg(self.db())
+            .env_remove("HANZO_DB_PATH")
+            .env("HANZO_DB_KEY_DIR", self.dir.path().join("keys"));
         c
     }
     /// Runs with `--json`, expects success, parses stdout.
     pub fn json(&self, args: &[&str]) -> Value {
         let out = self.cmd().arg("--json").args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: bad JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
@@ -45,7 +59,9 @@ pub fn write_jsonl(path: &Path, n: usize, dim: usize) {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     for i in 0..n {
-        let vector: Vec<f32> = (0..dim).map(|j| ((i * 31 + j * 7) % 97) as f32 / 97.0 - 0.5).collect();
+        let vector: Vec<f32> = (0..dim)
+            .map(|j| ((i * 31 + j * 7) % 97) as f32 / 97.0 - 0.5)
+            .collect();
         let image: Vec<u8> = (0..(i % 50 + 1)).map(|k| ((i + k) % 256) as u8).collect();
         let mut rec = serde_json::json!({
             "id": format!("r{i}"),

@@ -11,13 +11,37 @@ fn bad_lines_stop_with_their_line_number_and_write_nothing_of_the_batch() {
     let env = Env::new();
     env.json(&["create-table", "t", "--dim", "3"]);
     let cases = [
-        ("{\"id\":\"a\",\"vector\":[1,2,3]}\n{\"id\":\"b\",\"vector\":[1,2]}\n", "line 2", "dimension"),
-        ("{\"id\":\"a\",\"vector\":[1,2,3]}\n\n{not json\n", "line 3", "invalid JSON"),
-        ("{\"id\":\"a\",\"vector\":[1,\"x\",3]}\n", "line 1", "not a number"),
+        (
+            "{\"id\":\"a\",\"vector\":[1,2,3]}\n{\"id\":\"b\",\"vector\":[1,2]}\n",
+            "line 2",
+            "dimension",
+        ),
+        (
+            "{\"id\":\"a\",\"vector\":[1,2,3]}\n\n{not json\n",
+            "line 3",
+            "invalid JSON",
+        ),
+        (
+            "{\"id\":\"a\",\"vector\":[1,\"x\",3]}\n",
+            "line 1",
+            "not a number",
+        ),
         ("{\"vector\":[1,2,3]}\n", "line 1", "missing `id`"),
-        ("{\"id\":\"a\",\"vector\":[1,2,3],\"image_b64\":\"***\"}\n", "line 1", "base64"),
-        ("{\"id\":\"a\",\"vector\":[1,2,3]}\n{\"id\":\"a\",\"vector\":[1,2,3]}\n", "line 2", "twice"),
-        ("{\"id\":\"a\",\"vector\":[1,2,3],\"colour\":1}\n", "line 1", "unknown key"),
+        (
+            "{\"id\":\"a\",\"vector\":[1,2,3],\"image_b64\":\"***\"}\n",
+            "line 1",
+            "base64",
+        ),
+        (
+            "{\"id\":\"a\",\"vector\":[1,2,3]}\n{\"id\":\"a\",\"vector\":[1,2,3]}\n",
+            "line 2",
+            "twice",
+        ),
+        (
+            "{\"id\":\"a\",\"vector\":[1,2,3],\"colour\":1}\n",
+            "line 1",
+            "unknown key",
+        ),
     ];
     for (i, (content, at, why)) in cases.iter().enumerate() {
         let f = env.path(&format!("bad{i}.jsonl"));
@@ -27,7 +51,11 @@ fn bad_lines_stop_with_their_line_number_and_write_nothing_of_the_batch() {
         let err = stderr(&out);
         assert!(err.contains(at) && err.contains(why), "case {i}: {err}");
     }
-    assert_eq!(env.json(&["stats", "t"])["tables"][0]["stats"]["rows"], 0, "nothing half-written");
+    assert_eq!(
+        env.json(&["stats", "t"])["tables"][0]["stats"]["rows"],
+        0,
+        "nothing half-written"
+    );
 }
 
 #[test]
@@ -42,7 +70,12 @@ fn skip_bad_counts_and_reports() {
     let doc = env.json(&["import", "t", s(&f), "--create", "--dim", "2", "--skip-bad"]);
     assert_eq!(doc["imported"], 2);
     assert_eq!(doc["skipped"], 2);
-    assert!(doc["skipped_samples"][0].as_str().unwrap().contains("line 2"));
+    assert!(
+        doc["skipped_samples"][0]
+            .as_str()
+            .unwrap()
+            .contains("line 2")
+    );
 }
 
 #[test]
@@ -55,12 +88,23 @@ fn exit_codes() {
     assert_eq!(env.run(&["no-such-command"]).status.code(), Some(2));
     assert_eq!(env.run(&["search"]).status.code(), Some(2));
     env.json(&["create-table", "t", "--dim", "2", "--field", "year:int"]);
-    let out = env.run(&["search", "t", "--vector", "[1,2]", "--filter", "{\"year\": {\"$bad\": 1}}"]);
+    let out = env.run(&[
+        "search",
+        "t",
+        "--vector",
+        "[1,2]",
+        "--filter",
+        "{\"year\": {\"$bad\": 1}}",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("$bad"), "{}", stderr(&out));
     let out = env.run(&["search", "t", "--vector", "[1,2,3]"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("expected 2, got 3"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("expected 2, got 3"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.run(&["create-table", "u", "--dim", "2", "--field", "bad"]);
     assert_eq!(out.status.code(), Some(1));
     let out = env.run(&["import", "t", s(&env.path("nope.jsonl"))]);

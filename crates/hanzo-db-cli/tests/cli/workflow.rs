@@ -9,18 +9,27 @@ fn demo_runs_and_finds_sensible_results() {
     assert_eq!(doc["records"], 18);
     assert_eq!(doc["image_round_trip_byte_exact"], true);
     let first = &doc["vector_search"]["results"][0];
-    assert!(first["text"].as_str().unwrap().contains("bicycle"), "{first}");
+    assert!(
+        first["text"].as_str().unwrap().contains("bicycle"),
+        "{first}"
+    );
     for r in doc["filtered_search"]["results"].as_array().unwrap() {
         assert_eq!(r["metadata"]["category"], "animals");
         assert!(r["metadata"]["year"].as_i64().unwrap() >= 2021);
     }
     let hybrid = &doc["hybrid_search"]["results"][0];
-    assert!(hybrid["text"].as_str().unwrap().contains("strawberries"), "{hybrid}");
+    assert!(
+        hybrid["text"].as_str().unwrap().contains("strawberries"),
+        "{hybrid}"
+    );
     // Human output too.
     let out = env.run(&["demo"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Vector search") && text.contains("Hybrid search"), "{text}");
+    assert!(
+        text.contains("Vector search") && text.contains("Hybrid search"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -28,20 +37,40 @@ fn tables_search_get_delete_versions_stats() {
     let env = Env::new();
     let file = env.path("in.jsonl");
     write_jsonl(&file, 300, 8);
-    let doc = env.json(&["import", "items", s(&file), "--create", "--dim", "8", "--field", "group:int", "--batch", "100"]);
+    let doc = env.json(&[
+        "import",
+        "items",
+        s(&file),
+        "--create",
+        "--dim",
+        "8",
+        "--field",
+        "group:int",
+        "--batch",
+        "100",
+    ]);
     assert_eq!(doc["imported"], 300);
     let tables = env.json(&["tables"]);
     assert_eq!(tables["tables"][0]["name"], "items");
     assert_eq!(tables["tables"][0]["rows"], 300);
 
-    let q: Vec<f32> = (0..8).map(|j| ((5 * 31 + j * 7) % 97) as f32 / 97.0 - 0.5).collect();
+    let q: Vec<f32> = (0..8)
+        .map(|j| ((5 * 31 + j * 7) % 97) as f32 / 97.0 - 0.5)
+        .collect();
     let qs = serde_json::to_string(&q).unwrap();
     let res = env.json(&["search", "items", "--vector", &qs, "--k", "5"]);
     assert_eq!(res["results"][0]["id"], "r5");
     assert!(res["took_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(res["results"].as_array().unwrap().len(), 5);
 
-    let res = env.json(&["search", "items", "--vector", &qs, "--filter", r#"{"group": 3, "nested.x": {"$gt": 100}}"#]);
+    let res = env.json(&[
+        "search",
+        "items",
+        "--vector",
+        &qs,
+        "--filter",
+        r#"{"group": 3, "nested.x": {"$gt": 100}}"#,
+    ]);
     for r in res["results"].as_array().unwrap() {
         assert_eq!(r["metadata"]["group"], 3);
         assert!(r["metadata"]["nested"]["x"].as_i64().unwrap() > 100);
@@ -49,7 +78,9 @@ fn tables_search_get_delete_versions_stats() {
     env.json(&["index", "create", "items", "--type", "fts"]);
     let res = env.json(&["search", "items", "--text", "cats", "--k", "3"]);
     assert_eq!(res["results"].as_array().unwrap().len(), 3);
-    let res = env.json(&["search", "items", "--vector", &qs, "--text", "cars", "--k", "4"]);
+    let res = env.json(&[
+        "search", "items", "--vector", &qs, "--text", "cars", "--k", "4",
+    ]);
     assert_eq!(res["results"].as_array().unwrap().len(), 4);
 
     let got = env.json(&["get", "items", "r3", "--with-blobs"]);
@@ -58,7 +89,10 @@ fn tables_search_get_delete_versions_stats() {
     let outdir = env.path("blobs");
     let got = env.json(&["get", "items", "r3", "--out-dir", s(&outdir)]);
     assert_eq!(got["files"].as_array().unwrap().len(), 2);
-    assert_eq!(std::fs::read(outdir.join("r3.blob0.pdf")).unwrap(), vec![0u8, 255, 3]);
+    assert_eq!(
+        std::fs::read(outdir.join("r3.blob0.pdf")).unwrap(),
+        vec![0u8, 255, 3]
+    );
 
     let del = env.json(&["delete", "items", "--id", "r1", "--id", "r2"]);
     assert_eq!(del["deleted"], 2);
@@ -69,7 +103,16 @@ fn tables_search_get_delete_versions_stats() {
     let vs = versions["versions"].as_array().unwrap();
     let first_data = vs[1]["version"].as_u64().unwrap();
     env.json(&["tag", "items", &first_data.to_string(), "first_batch"]);
-    let old = env.json(&["search", "items", "--vector", &qs, "--k", "500", "--version", &first_data.to_string()]);
+    let old = env.json(&[
+        "search",
+        "items",
+        "--vector",
+        &qs,
+        "--k",
+        "500",
+        "--version",
+        &first_data.to_string(),
+    ]);
     assert_eq!(old["results"].as_array().unwrap().len(), 100);
     let restored = env.json(&["restore", "items", &first_data.to_string()]);
     assert!(restored["version"].as_u64().unwrap() > first_data);

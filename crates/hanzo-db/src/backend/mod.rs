@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::{
-    reciprocal_rank_fusion, CompactionStats, IndexInfo, IndexSpec, Projection, SearchHit,
-    SearchRequest, TableStats, VersionInfo,
+    CompactionStats, IndexInfo, IndexSpec, Projection, SearchHit, SearchRequest, TableStats,
+    VersionInfo, reciprocal_rank_fusion,
 };
 use crate::record::MultimodalRecord;
 use crate::schema::TableSchema;

@@ -55,7 +55,9 @@ mod tests {
     use serde_json::json;
 
     fn m(filter: serde_json::Value, doc: serde_json::Value) -> bool {
-        Filter::parse(&filter).unwrap().matches(doc.as_object().unwrap())
+        Filter::parse(&filter)
+            .unwrap()
+            .matches(doc.as_object().unwrap())
     }
 
     #[test]
@@ -72,7 +74,10 @@ mod tests {
         assert!(m(json!({"tags": {"$nin": ["r"]}}), d.clone()));
         assert!(m(json!({"n.k": {"$lt": 2}}), d.clone()));
         assert!(m(json!({"z": {"$exists": false}}), d.clone()));
-        assert!(m(json!({"$or": [{"a": 1}, {"s": {"$in": ["x", "y"]}}]}), d.clone()));
+        assert!(m(
+            json!({"$or": [{"a": 1}, {"s": {"$in": ["x", "y"]}}]}),
+            d.clone()
+        ));
         assert!(!m(json!({"$or": []}), d.clone()));
         assert!(m(json!({"$and": []}), d));
     }

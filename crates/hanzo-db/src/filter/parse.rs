@@ -14,7 +14,11 @@ pub(super) fn parse(doc: &Value) -> Result<Filter> {
 
 fn bad(path: &str, reason: impl Into<String>) -> Error {
     Error::BadFilter {
-        path: if path.is_empty() { "$".into() } else { path.to_string() },
+        path: if path.is_empty() {
+            "$".into()
+        } else {
+            path.to_string()
+        },
         reason: reason.into(),
     }
 }
@@ -47,7 +51,11 @@ fn parse_object(doc: &Value, pos: &str, prefix: &[String], depth: usize) -> Resu
                     .enumerate()
                     .map(|(i, v)| parse_object(v, &format!("{here}[{i}]"), prefix, depth + 1))
                     .collect::<Result<Vec<_>>>()?;
-                parts.push(if key == "$and" { Filter::And(subs) } else { Filter::Or(subs) });
+                parts.push(if key == "$and" {
+                    Filter::And(subs)
+                } else {
+                    Filter::Or(subs)
+                });
             }
             "$not" => parts.push(Filter::Not(Box::new(parse_object(
                 value,
@@ -59,7 +67,7 @@ fn parse_object(doc: &Value, pos: &str, prefix: &[String], depth: usize) -> Resu
                 return Err(bad(
                     &here,
                     format!("unknown operator `{k}` (top-level operators: $and, $or, $not)"),
-                ))
+                ));
             }
             _ => {
                 let mut path = prefix.to_vec();
@@ -94,7 +102,10 @@ fn parse_field(value: &Value, pos: &str, path: Vec<String>, depth: usize) -> Res
         )),
         Value::Object(map) if map.is_empty() => Err(bad(pos, "empty condition object")),
         Value::Object(_) => parse_object(value, pos, &path, depth),
-        v => Ok(leaf(path, Condition::Compare(CompareOp::Eq, scalar(v, pos)?))),
+        v => Ok(leaf(
+            path,
+            Condition::Compare(CompareOp::Eq, scalar(v, pos)?),
+        )),
     }
 }
 
@@ -107,7 +118,9 @@ fn parse_operators(
     let mut parts = Vec::with_capacity(map.len());
     for (op, v) in map {
         let here = join(pos, op);
-        let cmp = |o| -> Result<Filter> { Ok(leaf(path.clone(), Condition::Compare(o, scalar(v, &here)?))) };
+        let cmp = |o| -> Result<Filter> {
+            Ok(leaf(path.clone(), Condition::Compare(o, scalar(v, &here)?)))
+        };
         parts.push(match op.as_str() {
             "$eq" => cmp(CompareOp::Eq)?,
             "$ne" => cmp(CompareOp::Ne)?,
@@ -173,7 +186,10 @@ fn scalar(v: &Value, pos: &str) -> Result<Scalar> {
             None => Scalar::Float(n.as_f64().ok_or_else(|| bad(pos, "number out of range"))?),
         }),
         Value::Null => Err(bad(pos, "null is not comparable; use {\"$exists\": false}")),
-        other => Err(bad(pos, format!("expected a string, number or boolean, got {}", kind(other)))),
+        other => Err(bad(
+            pos,
+            format!("expected a string, number or boolean, got {}", kind(other)),
+        )),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Shared helpers: databases in temp dirs, seeded data, exact search.
 
-use hanzo_db::{connect, Database, DistanceMetric};
+use hanzo_db::{Database, DistanceMetric, connect};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -11,33 +11,66 @@ pub struct TempDb {
 
 pub async fn lance_db() -> TempDb {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = connect(dir.path().join("db")).execute().await.expect("open");
+    let db = connect_in(dir.path()).execute().await.expect("open");
     TempDb { db, dir }
+}
+
+/// LanceDB with encryption at rest turned off (the explicit opt-out).
+pub async fn lance_db_plain() -> TempDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = connect_in(dir.path())
+        .encryption(false)
+        .execute()
+        .await
+        .expect("open");
+    TempDb { db, dir }
+}
+
+/// `connect` to `<dir>/db`, its default key file kept in `<dir>/keys`
+/// (outside the database, as in real use, but inside the test's temp dir).
+pub fn connect_in(dir: &std::path::Path) -> hanzo_db::ConnectBuilder {
+    connect(dir.join("db")).key(hanzo_db::KeyConfig::Default {
+        key_dir: Some(dir.join("keys")),
+    })
 }
 
 pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..n).map(|_| (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect()
+    (0..n)
+        .map(|_| (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect())
+        .collect()
 }
 
 /// Embedding-like data: `clusters` centres, each with a few principal
 /// directions, points spread along them plus small noise (low intrinsic
 /// dimension, as real embeddings have). Returns `n` data points and
 /// `queries` query points drawn from the same model.
-pub fn clustered(n: usize, queries: usize, dim: usize, clusters: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+pub fn clustered(
+    n: usize,
+    queries: usize,
+    dim: usize,
+    clusters: usize,
+    seed: u64,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let model: Vec<(Vec<f32>, Vec<Vec<f32>>)> = (0..clusters)
         .map(|_| {
             let centre = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let dirs = (0..4).map(|_| (0..dim).map(|_| rng.gen_range(-0.3..0.3)).collect()).collect();
+            let dirs = (0..4)
+                .map(|_| (0..dim).map(|_| rng.gen_range(-0.3..0.3)).collect())
+                .collect();
             (centre, dirs)
         })
         .collect();
-    let mut point = |rng: &mut StdRng| -> Vec<f32> {
+    let point = |rng: &mut StdRng| -> Vec<f32> {
         let (centre, dirs) = &model[rng.gen_range(0..clusters)];
         let coef: Vec<f32> = (0..dirs.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
         (0..dim)
-            .map(|j| centre[j] + dirs.iter().zip(&coef).map(|(d, c)| d[j] * c).sum::<f32>() + rng.gen_range(-0.01..0.01))
+            .map(|j| {
+                centre[j]
+                    + dirs.iter().zip(&coef).map(|(d, c)| d[j] * c).sum::<f32>()
+                    + rng.gen_range(-0.01..0.01)
+            })
             .collect()
     };
     let data = (0..n).map(|_| point(&mut rng)).collect();
@@ -46,8 +79,16 @@ pub fn clustered(n: usize, queries: usize, dim: usize, clusters: usize, seed: u6
 }
 
 /// Ids of the exact k nearest, by brute force.
-pub fn exact_knn(data: &[(String, Vec<f32>)], q: &[f32], k: usize, metric: DistanceMetric) -> Vec<String> {
-    let mut d: Vec<(f32, &String)> = data.iter().map(|(id, v)| (metric.distance(q, v), id)).collect();
+pub fn exact_knn(
+    data: &[(String, Vec<f32>)],
+    q: &[f32],
+    k: usize,
+    metric: DistanceMetric,
+) -> Vec<String> {
+    let mut d: Vec<(f32, &String)> = data
+        .iter()
+        .map(|(id, v)| (metric.distance(q, v), id))
+        .collect();
     d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
     d.into_iter().take(k).map(|(_, id)| id.clone()).collect()
 }

@@ -7,7 +7,9 @@ use crate::common::{lance_db, random_vectors};
 #[tokio::test]
 async fn search_1000_random_384d_returns_10_ordered_by_distance() {
     let t = lance_db().await;
-    t.db.create_table("vectors", TableSchema::new(384)).await.unwrap();
+    t.db.create_table("vectors", TableSchema::new(384))
+        .await
+        .unwrap();
     let vectors = random_vectors(1000, 384, 7);
     let records: Vec<_> = vectors
         .iter()
@@ -17,24 +19,39 @@ async fn search_1000_random_384d_returns_10_ordered_by_distance() {
     t.db.insert("vectors", records).await.unwrap();
     assert_eq!(t.db.count("vectors", None).await.unwrap(), 1000);
 
-    let hits = t.db.vector_search("vectors", &vectors[42], 10).await.unwrap();
+    let hits =
+        t.db.vector_search("vectors", &vectors[42], 10)
+            .await
+            .unwrap();
     assert_eq!(hits.len(), 10);
-    assert_eq!(hits[0].record.id, "r42", "a stored vector is its own nearest neighbour");
+    assert_eq!(
+        hits[0].record.id, "r42",
+        "a stored vector is its own nearest neighbour"
+    );
     let d: Vec<f32> = hits.iter().map(|h| h.distance.expect("distance")).collect();
-    assert!(d.windows(2).all(|w| w[0] <= w[1]), "ordered by distance: {d:?}");
+    assert!(
+        d.windows(2).all(|w| w[0] <= w[1]),
+        "ordered by distance: {d:?}"
+    );
     assert!(d[0].abs() < 1e-4);
 }
 
 #[tokio::test]
 async fn record_1536d_with_image_round_trips_through_query_by_id() {
     let t = lance_db().await;
-    t.db.create_table("multimodal", TableSchema::new(1536)).await.unwrap();
+    t.db.create_table("multimodal", TableSchema::new(1536))
+        .await
+        .unwrap();
     let image: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     let rec = MultimodalRecord::new("img-1", random_vectors(1, 1536, 1).remove(0))
         .with_text("a picture")
         .with_image(image.clone());
     t.db.insert("multimodal", vec![rec.clone()]).await.unwrap();
-    let got = t.db.query_by_id("multimodal", "img-1").await.unwrap().expect("found");
+    let got =
+        t.db.query_by_id("multimodal", "img-1")
+            .await
+            .unwrap()
+            .expect("found");
     assert_eq!(got.image.as_deref(), Some(image.as_slice()));
     assert_eq!(got, rec);
 }
@@ -50,10 +67,20 @@ async fn blobs_are_byte_exact_and_not_read_by_plain_search() {
         .with_blob(Blob::new("application/pdf", b"%PDF-1.7\0\xff".to_vec()))
         .with_metadata("nested", serde_json::json!({"a": {"b": [1, 2, 3]}}));
     t.db.insert("m", vec![rec.clone()]).await.unwrap();
-    let hits = t.db.vector_search("m", &[1.0, 0.0, 0.0, 0.0], 1).await.unwrap();
+    let hits =
+        t.db.vector_search("m", &[1.0, 0.0, 0.0, 0.0], 1)
+            .await
+            .unwrap();
     assert!(hits[0].record.audio.is_none() && hits[0].record.blobs.is_empty());
     assert!(hits[0].record.vector.is_empty());
     assert_eq!(hits[0].record.metadata, rec.metadata);
-    let full = t.db.search("m").vector(vec![1.0, 0.0, 0.0, 0.0]).with_blobs().with_vector().execute().await.unwrap();
+    let full =
+        t.db.search("m")
+            .vector(vec![1.0, 0.0, 0.0, 0.0])
+            .with_blobs()
+            .with_vector()
+            .execute()
+            .await
+            .unwrap();
     assert_eq!(full[0].record, rec);
 }

@@ -4,7 +4,10 @@
 mod common;
 mod conformance;
 mod core_spec;
-mod search;
+mod encryption;
 mod indexes;
+mod search;
+mod security_keys;
+mod security_tee;
 mod time_travel;
 mod upkeep;

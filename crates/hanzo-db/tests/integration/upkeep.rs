@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use hanzo_db::{connect, DatabaseBackend, DatabaseConfig, Error, MultimodalRecord, TableSchema};
+use hanzo_db::{DatabaseBackend, DatabaseConfig, Error, KeyConfig, MultimodalRecord, TableSchema};
 
-use crate::common::lance_db;
+use crate::common::{connect_in, lance_db};
 
 #[tokio::test]
 async fn compaction_merges_fragments_and_prunes_versions() {
@@ -12,10 +12,22 @@ async fn compaction_merges_fragments_and_prunes_versions() {
     let mut cfg = DatabaseConfig::new(dir.path().join("db"));
     cfg.keep_versions_secs = 0;
     cfg.auto_compact_every = 0;
-    let db = connect(dir.path().join("db")).config(cfg).execute().await.unwrap();
+    let db = connect_in(dir.path())
+        .config(cfg)
+        .key(KeyConfig::Default {
+            key_dir: Some(dir.path().join("keys")),
+        })
+        .execute()
+        .await
+        .unwrap();
     db.create_table("k", TableSchema::new(2)).await.unwrap();
     for i in 0..20 {
-        db.insert("k", vec![MultimodalRecord::new(format!("r{i}"), vec![i as f32, 0.0])]).await.unwrap();
+        db.insert(
+            "k",
+            vec![MultimodalRecord::new(format!("r{i}"), vec![i as f32, 0.0])],
+        )
+        .await
+        .unwrap();
     }
     let before = db.table_stats("k").await.unwrap();
     assert_eq!(before.fragments, 20);
@@ -25,7 +37,12 @@ async fn compaction_merges_fragments_and_prunes_versions() {
     let after = db.table_stats("k").await.unwrap();
     assert_eq!(after.rows, 20);
     assert_eq!(after.fragments, 1);
-    assert!(after.versions < before.versions, "{} !< {}", after.versions, before.versions);
+    assert!(
+        after.versions < before.versions,
+        "{} !< {}",
+        after.versions,
+        before.versions
+    );
     assert!(stats.versions_pruned > 0);
 }
 
@@ -34,10 +51,22 @@ async fn automatic_compaction_after_n_writes() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = DatabaseConfig::new(dir.path().join("db"));
     cfg.auto_compact_every = 10;
-    let db = connect("").config(cfg).execute().await.unwrap();
+    let db = connect_in(dir.path())
+        .config(cfg)
+        .key(KeyConfig::Default {
+            key_dir: Some(dir.path().join("keys")),
+        })
+        .execute()
+        .await
+        .unwrap();
     db.create_table("a", TableSchema::new(2)).await.unwrap();
     for i in 0..10 {
-        db.insert("a", vec![MultimodalRecord::new(format!("r{i}"), vec![0.0, i as f32])]).await.unwrap();
+        db.insert(
+            "a",
+            vec![MultimodalRecord::new(format!("r{i}"), vec![0.0, i as f32])],
+        )
+        .await
+        .unwrap();
     }
     let mut fragments = u64::MAX;
     for _ in 0..100 {
@@ -54,8 +83,17 @@ async fn automatic_compaction_after_n_writes() {
 #[tokio::test]
 async fn disabled_backend_names_its_feature() {
     let dir = tempfile::tempdir().unwrap();
-    for backend in [DatabaseBackend::DuckDb, DatabaseBackend::Postgres, DatabaseBackend::Sqlite, DatabaseBackend::Redis] {
-        let err = connect(dir.path()).backend(backend).execute().await.unwrap_err();
+    for backend in [
+        DatabaseBackend::DuckDb,
+        DatabaseBackend::Postgres,
+        DatabaseBackend::Sqlite,
+        DatabaseBackend::Redis,
+    ] {
+        let err = connect_in(dir.path())
+            .backend(backend)
+            .execute()
+            .await
+            .unwrap_err();
         match err {
             Error::FeatureDisabled { feature, .. } => assert_eq!(feature, backend.feature()),
             e => panic!("{e}"),
@@ -66,10 +104,27 @@ async fn disabled_backend_names_its_feature() {
 #[tokio::test]
 async fn blob_limit_is_enforced() {
     let dir = tempfile::tempdir().unwrap();
-    let db = connect(dir.path().join("db")).max_blob_bytes(1000).execute().await.unwrap();
+    let db = connect_in(dir.path())
+        .max_blob_bytes(1000)
+        .execute()
+        .await
+        .unwrap();
     db.create_table("b", TableSchema::new(2)).await.unwrap();
-    let err = db.insert("b", vec![MultimodalRecord::new("x", vec![0.0, 0.0]).with_image(vec![0; 1001])]).await.unwrap_err();
-    assert!(matches!(err, Error::BlobTooLarge { size: 1001, limit: 1000, .. }));
+    let err = db
+        .insert(
+            "b",
+            vec![MultimodalRecord::new("x", vec![0.0, 0.0]).with_image(vec![0; 1001])],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::BlobTooLarge {
+            size: 1001,
+            limit: 1000,
+            ..
+        }
+    ));
     assert!(err.hint().is_some());
     assert_eq!(db.count("b", None).await.unwrap(), 0);
 }
@@ -78,7 +133,14 @@ async fn blob_limit_is_enforced() {
 async fn stats_report_rows_and_disk() {
     let t = lance_db().await;
     t.db.create_table("s", TableSchema::new(4)).await.unwrap();
-    t.db.insert("s", (0..50).map(|i| MultimodalRecord::new(format!("r{i}"), vec![i as f32; 4])).collect()).await.unwrap();
+    t.db.insert(
+        "s",
+        (0..50)
+            .map(|i| MultimodalRecord::new(format!("r{i}"), vec![i as f32; 4]))
+            .collect(),
+    )
+    .await
+    .unwrap();
     let s = t.db.table_stats("s").await.unwrap();
     assert_eq!(s.rows, 50);
     assert!(s.disk_bytes > 50 * 16);

@@ -20,7 +20,7 @@ use lancedb::datafusion::prelude::{ident, lit};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::filter::{leaf_matches, CompareOp, Condition, Filter, Leaf, Scalar};
+use crate::filter::{CompareOp, Condition, Filter, Leaf, Scalar, leaf_matches};
 use crate::record::timestamp_micros;
 use crate::schema::{FieldType, TableSchema};
 
@@ -57,11 +57,18 @@ fn leaf_expr(leaf: &Leaf, schema: &TableSchema) -> Result<Expr> {
         return Ok(udf_call("metadata", leaf.path.clone(), &leaf.op));
     };
     if leaf.path.len() > 1 {
-        return Err(bad(leaf, format!("`{first}` is a {kind:?} field and has no nested keys")));
+        return Err(bad(
+            leaf,
+            format!("`{first}` is a {kind:?} field and has no nested keys"),
+        ));
     }
     if kind == FieldType::StringList {
-        if matches!(leaf.op, Condition::Compare(op, _) if !matches!(op, CompareOp::Eq | CompareOp::Ne)) {
-            return Err(bad(leaf, "a string list supports $eq (contains), $ne, $in, $nin and $exists"));
+        if matches!(leaf.op, Condition::Compare(op, _) if !matches!(op, CompareOp::Eq | CompareOp::Ne))
+        {
+            return Err(bad(
+                leaf,
+                "a string list supports $eq (contains), $ne, $in, $nin and $exists",
+            ));
         }
         return Ok(udf_call(first, Vec::new(), &leaf.op));
     }
@@ -96,7 +103,12 @@ fn leaf_expr(leaf: &Leaf, schema: &TableSchema) -> Result<Expr> {
 }
 
 fn literal(leaf: &Leaf, kind: FieldType, v: &Scalar) -> Result<Expr> {
-    let mismatch = || bad(leaf, format!("field is {kind:?}, got a {} value", v.type_name()));
+    let mismatch = || {
+        bad(
+            leaf,
+            format!("field is {kind:?}, got a {} value", v.type_name()),
+        )
+    };
     Ok(match (kind, v) {
         (FieldType::String, Scalar::Str(s)) => lit(s.clone()),
         (FieldType::Int | FieldType::Float, Scalar::Int(i)) => lit(*i),
@@ -108,7 +120,11 @@ fn literal(leaf: &Leaf, kind: FieldType, v: &Scalar) -> Result<Expr> {
 }
 
 fn udf_call(column: &str, path: Vec<String>, op: &Condition) -> Expr {
-    let spec = serde_json::to_string(&Leaf { path, op: op.clone() }).expect("leaf serialises");
+    let spec = serde_json::to_string(&Leaf {
+        path,
+        op: op.clone(),
+    })
+    .expect("leaf serialises");
     json_match_udf().call(vec![ident(column), lit(spec)])
 }
 
@@ -148,7 +164,7 @@ impl ScalarUDFImpl for JsonMatch {
             other => {
                 return Err(DataFusionError::Execution(format!(
                     "hanzo_match expects a literal spec, got {other:?}"
-                )))
+                )));
             }
         };
         let array = args.args[0].clone().into_array(args.number_rows)?;
@@ -173,8 +189,13 @@ impl ScalarUDFImpl for JsonMatch {
                         let inner = list.value(i);
                         let s = inner.as_any().downcast_ref::<StringArray>();
                         Value::Array(
-                            s.map(|s| (0..s.len()).filter(|&j| s.is_valid(j)).map(|j| Value::from(s.value(j))).collect())
-                                .unwrap_or_default(),
+                            s.map(|s| {
+                                (0..s.len())
+                                    .filter(|&j| s.is_valid(j))
+                                    .map(|j| Value::from(s.value(j)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                         )
                     });
                     Some(leaf_matches(&leaf.op, value.as_ref()))

@@ -5,9 +5,11 @@
 //! with about 4,096 rows per partition and 8-float sub-vectors, searched with
 //! re-ranking ([`DEFAULT_REFINE_FACTOR`]) so recall@10 stays above 0.95.
 
-use lancedb::index::scalar::{BTreeIndexBuilder, BitmapIndexBuilder, FtsIndexBuilder, LabelListIndexBuilder};
-use lancedb::index::vector::{IvfFlatIndexBuilder, IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
 use lancedb::index::Index;
+use lancedb::index::scalar::{
+    BTreeIndexBuilder, BitmapIndexBuilder, FtsIndexBuilder, LabelListIndexBuilder,
+};
+use lancedb::index::vector::{IvfFlatIndexBuilder, IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
 
 use super::distance_type;
 use crate::error::{Error, Result};
@@ -38,7 +40,11 @@ pub fn auto_pq_dims(dim: usize) -> u32 {
 }
 
 /// The columns and Lance index for a spec.
-pub fn lance_index(schema: &TableSchema, spec: &IndexSpec, rows: usize) -> Result<(Vec<String>, Index)> {
+pub fn lance_index(
+    schema: &TableSchema,
+    spec: &IndexSpec,
+    rows: usize,
+) -> Result<(Vec<String>, Index)> {
     let dt = distance_type(schema.metric);
     let vector = vec!["vector".to_string()];
     let need_rows = |min: usize, what: &str| {
@@ -54,7 +60,14 @@ pub fn lance_index(schema: &TableSchema, spec: &IndexSpec, rows: usize) -> Resul
         IndexSpec::Auto if rows < AUTO_PQ_MIN_ROWS => {
             need_rows(1, "a vector index")?;
             let nlist = ((rows as f64).sqrt() / 4.0).clamp(1.0, 20.0) as u32;
-            (vector, Index::IvfFlat(IvfFlatIndexBuilder::default().distance_type(dt).num_partitions(nlist)))
+            (
+                vector,
+                Index::IvfFlat(
+                    IvfFlatIndexBuilder::default()
+                        .distance_type(dt)
+                        .num_partitions(nlist),
+                ),
+            )
         }
         IndexSpec::Auto => (
             vector,

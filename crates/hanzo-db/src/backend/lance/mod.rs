@@ -6,7 +6,6 @@
 //! so a write made through this backend is visible to its next read.
 //! Time-travel reads open a separate handle pinned to the version.
 
-
 mod filter;
 mod index;
 
@@ -22,7 +21,9 @@ use lancedb::table::OptimizeAction;
 use lancedb::{Connection, DistanceType, Table};
 use tokio::sync::RwLock;
 
-use crate::arrow::{arrow_schema, batch_to_rows, projected_columns, records_to_batch, table_schema_from_arrow, Row};
+use crate::arrow::{
+    Row, arrow_schema, batch_to_rows, projected_columns, records_to_batch, table_schema_from_arrow,
+};
 use crate::backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
@@ -33,6 +34,8 @@ use crate::query::{
 };
 use crate::record::MultimodalRecord;
 use crate::schema::{DistanceMetric, TableSchema};
+use crate::security::Security;
+use crate::security::lance_store::{self, EncryptedLocalProvider};
 
 const ENGINE: &str = "lancedb";
 
@@ -52,19 +55,45 @@ pub struct LanceBackend {
 
 impl std::fmt::Debug for LanceBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LanceBackend").field("root", &self.root).finish()
+        f.debug_struct("LanceBackend")
+            .field("root", &self.root)
+            .finish()
     }
 }
 
-/// Maps a LanceDB error into ours, keeping its message.
+/// Maps a LanceDB error into ours, keeping its message. Failed
+/// authentication of encrypted data becomes [`Error::Integrity`].
 fn map_err(op: &str, table: &str, e: lancedb::Error) -> Error {
+    let text = format!("{e}");
+    if text.contains("EncryptingObjectStore") {
+        let path = text
+            .split_whitespace()
+            .find(|w| w.contains(".lance/") || w.ends_with(".lance") || w.contains('/'))
+            .unwrap_or(table)
+            .trim_matches(|c: char| c == '`' || c == ':' || c == ',' || c == '\'' || c == '"')
+            .to_string();
+        return Error::Integrity {
+            path,
+            reason: format!("{op} on `{table}`: {text}"),
+        };
+    }
     match e {
-        lancedb::Error::TableNotFound { .. } => Error::TableNotFound { name: table.to_string() },
-        lancedb::Error::TableAlreadyExists { .. } => Error::TableExists { name: table.to_string() },
+        lancedb::Error::TableNotFound { .. } => Error::TableNotFound {
+            name: table.to_string(),
+        },
+        lancedb::Error::TableAlreadyExists { .. } => Error::TableExists {
+            name: table.to_string(),
+        },
         other => {
             let msg = other.to_string();
-            if msg.contains("Version") && msg.contains("not found") || msg.contains("version not found") {
-                Error::Engine { engine: ENGINE, operation: op.to_string(), message: msg }
+            if msg.contains("Version") && msg.contains("not found")
+                || msg.contains("version not found")
+            {
+                Error::Engine {
+                    engine: ENGINE,
+                    operation: op.to_string(),
+                    message: msg,
+                }
             } else {
                 Error::engine(ENGINE, format!("{op} on `{table}`"), msg)
             }
@@ -81,17 +110,27 @@ fn distance_type(m: DistanceMetric) -> DistanceType {
 }
 
 impl LanceBackend {
-    /// Opens (creating if missing) the database directory.
-    pub async fn open(config: &DatabaseConfig) -> Result<Self> {
+    /// Opens (creating if missing) the database directory; with encryption on,
+    /// every file goes through the encrypting store.
+    pub async fn open(config: &DatabaseConfig, security: &Security) -> Result<Self> {
         let root = config.path.clone();
         std::fs::create_dir_all(&root).map_err(|source| Error::Io {
             path: root.display().to_string(),
             source,
         })?;
-        let uri = root
-            .canonicalize()
-            .map_err(|source| Error::Io { path: root.display().to_string(), source })?;
-        let mut builder = lancedb::connect(&uri.to_string_lossy());
+        let abs = root.canonicalize().map_err(|source| Error::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        let mut builder = match security.key_source() {
+            Some(keys) => {
+                let (alg, chunk) = security.write_params()?;
+                let provider = EncryptedLocalProvider::new(keys, alg, chunk);
+                lancedb::connect(&lance_store::uri_for(&abs)?)
+                    .session(lance_store::session(provider))
+            }
+            None => lancedb::connect(&abs.to_string_lossy()),
+        };
         if let Some(ms) = config.lance.read_consistency_ms {
             builder = builder.read_consistency_interval(Duration::from_millis(ms));
         }
@@ -99,7 +138,11 @@ impl LanceBackend {
             .execute()
             .await
             .map_err(|e| map_err("connect", &root.display().to_string(), e))?;
-        Ok(Self { conn, root, tables: RwLock::new(HashMap::new()) })
+        Ok(Self {
+            conn,
+            root,
+            tables: RwLock::new(HashMap::new()),
+        })
     }
 
     async fn entry(&self, name: &str) -> Result<Entry> {
@@ -116,7 +159,10 @@ impl LanceBackend {
             .execute()
             .await
             .map_err(|e| map_err("open", name, e))?;
-        let arrow = table.schema().await.map_err(|e| map_err("read schema", name, e))?;
+        let arrow = table
+            .schema()
+            .await
+            .map_err(|e| map_err("read schema", name, e))?;
         let schema = table_schema_from_arrow(name, &arrow)?;
         let entry = Entry { table, schema };
         tables.insert(name.to_string(), entry.clone());
@@ -133,8 +179,17 @@ impl LanceBackend {
             .execute()
             .await
             .map_err(|e| map_err("open", name, e))?;
-        table.checkout(v).await.map_err(|_| Error::VersionNotFound { table: name.to_string(), version: v })?;
-        Ok(Entry { table, schema: entry.schema })
+        table
+            .checkout(v)
+            .await
+            .map_err(|_| Error::VersionNotFound {
+                table: name.to_string(),
+                version: v,
+            })?;
+        Ok(Entry {
+            table,
+            schema: entry.schema,
+        })
     }
 
     async fn collect_rows(
@@ -144,7 +199,10 @@ impl LanceBackend {
         stream: lancedb::arrow::SendableRecordBatchStream,
         keys: Option<&[String]>,
     ) -> Result<Vec<Row>> {
-        let batches: Vec<_> = stream.try_collect().await.map_err(|e| map_err("read", name, e))?;
+        let batches: Vec<_> = stream
+            .try_collect()
+            .await
+            .map_err(|e| map_err("read", name, e))?;
         let mut rows = Vec::new();
         for b in &batches {
             rows.extend(batch_to_rows(schema, b, keys)?);
@@ -163,7 +221,11 @@ fn ids_expr(ids: &[String]) -> lancedb::datafusion::logical_expr::Expr {
 
 fn hits(rows: Vec<Row>) -> Vec<SearchHit> {
     rows.into_iter()
-        .map(|r| SearchHit { record: r.record, distance: r.distance, score: r.score })
+        .map(|r| SearchHit {
+            record: r.record,
+            distance: r.distance,
+            score: r.score,
+        })
         .collect()
 }
 
@@ -190,7 +252,13 @@ impl VectorDatabase for LanceBackend {
             .execute()
             .await
             .map_err(|e| map_err("create table", name, e))?;
-        tables.insert(name.to_string(), Entry { table, schema: schema.clone() });
+        tables.insert(
+            name.to_string(),
+            Entry {
+                table,
+                schema: schema.clone(),
+            },
+        );
         Ok(())
     }
 
@@ -212,16 +280,36 @@ impl VectorDatabase for LanceBackend {
     async fn drop_table(&self, name: &str) -> Result<()> {
         let mut tables = self.tables.write().await;
         if !self.list_tables().await?.iter().any(|n| n == name) {
-            return Err(Error::TableNotFound { name: name.to_string() });
+            return Err(Error::TableNotFound {
+                name: name.to_string(),
+            });
         }
         tables.remove(name);
-        self.conn.drop_table(name, &[]).await.map_err(|e| map_err("drop table", name, e))
+        self.conn
+            .drop_table(name, &[])
+            .await
+            .map_err(|e| map_err("drop table", name, e))?;
+        // Through the object-store API (encrypted databases) Lance deletes the
+        // files but leaves the emptied directories, which would still list.
+        let dir = self.root.join(format!("{name}.lance"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     async fn insert(&self, table: &str, records: Vec<MultimodalRecord>) -> Result<u64> {
         let e = self.entry(table).await?;
         let batch = records_to_batch(&e.schema, &records)?;
-        let res = e.table.add(batch).execute().await.map_err(|err| map_err("insert", table, err))?;
+        let res = e
+            .table
+            .add(batch)
+            .execute()
+            .await
+            .map_err(|err| map_err("insert", table, err))?;
         Ok(res.version)
     }
 
@@ -235,7 +323,11 @@ impl VectorDatabase for LanceBackend {
             }
             rows += batch.len() as u64;
             let rb = records_to_batch(&e.schema, &batch)?;
-            e.table.add(rb).execute().await.map_err(|err| map_err("insert", table, err))?;
+            e.table
+                .add(rb)
+                .execute()
+                .await
+                .map_err(|err| map_err("insert", table, err))?;
         }
         Ok(rows)
     }
@@ -246,8 +338,13 @@ impl VectorDatabase for LanceBackend {
         let schema = batch.schema();
         let reader = arrow_array::RecordBatchIterator::new(vec![Ok(batch)], schema);
         let mut merge = e.table.merge_insert(&["id"]);
-        merge.when_matched_update_all(None).when_not_matched_insert_all();
-        let res = merge.execute(Box::new(reader)).await.map_err(|err| map_err("upsert", table, err))?;
+        merge
+            .when_matched_update_all(None)
+            .when_not_matched_insert_all();
+        let res = merge
+            .execute(Box::new(reader))
+            .await
+            .map_err(|err| map_err("upsert", table, err))?;
         Ok(res.version)
     }
 
@@ -257,7 +354,11 @@ impl VectorDatabase for LanceBackend {
             DeleteSelector::Ids(ids) => ids_expr(ids),
             DeleteSelector::Filter(f) => filter::to_expr(f, &e.schema)?,
         };
-        let res = e.table.delete(&expr).await.map_err(|err| map_err("delete", table, err))?;
+        let res = e
+            .table
+            .delete(&expr)
+            .await
+            .map_err(|err| map_err("delete", table, err))?;
         Ok(res.num_deleted_rows)
     }
 
@@ -278,10 +379,17 @@ impl VectorDatabase for LanceBackend {
             .await
             .map_err(|err| map_err("get", table, err))?;
         let rows = self
-            .collect_rows(table, &e.schema, stream, projection.metadata_keys.as_deref())
+            .collect_rows(
+                table,
+                &e.schema,
+                stream,
+                projection.metadata_keys.as_deref(),
+            )
             .await?;
-        let mut by_id: HashMap<String, MultimodalRecord> =
-            rows.into_iter().map(|r| (r.record.id.clone(), r.record)).collect();
+        let mut by_id: HashMap<String, MultimodalRecord> = rows
+            .into_iter()
+            .map(|r| (r.record.id.clone(), r.record))
+            .collect();
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
@@ -316,7 +424,11 @@ impl VectorDatabase for LanceBackend {
     async fn count(&self, table: &str, filter: Option<&Filter>) -> Result<u64> {
         let e = self.entry(table).await?;
         match filter {
-            None => Ok(e.table.count_rows(None).await.map_err(|err| map_err("count", table, err))? as u64),
+            None => Ok(e
+                .table
+                .count_rows(None)
+                .await
+                .map_err(|err| map_err("count", table, err))? as u64),
             Some(f) => {
                 let stream = e
                     .table
@@ -326,7 +438,10 @@ impl VectorDatabase for LanceBackend {
                     .execute()
                     .await
                     .map_err(|err| map_err("count", table, err))?;
-                let batches: Vec<_> = stream.try_collect().await.map_err(|err| map_err("count", table, err))?;
+                let batches: Vec<_> = stream
+                    .try_collect()
+                    .await
+                    .map_err(|err| map_err("count", table, err))?;
                 Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
             }
         }
@@ -334,7 +449,10 @@ impl VectorDatabase for LanceBackend {
 
     async fn vector_search(&self, table: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {
         let e = self.at_version(table, req.version).await?;
-        let vector = req.vector.as_ref().ok_or_else(|| Error::InvalidArgument("vector search needs a vector".into()))?;
+        let vector = req
+            .vector
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("vector search needs a vector".into()))?;
         let metric = req.metric.unwrap_or(e.schema.metric);
         let mut q = e
             .table
@@ -361,18 +479,33 @@ impl VectorDatabase for LanceBackend {
         if let Some(ef) = req.ef {
             q = q.ef(ef);
         }
-        let stream = q.execute().await.map_err(|err| map_err("search", table, err))?;
+        let stream = q
+            .execute()
+            .await
+            .map_err(|err| map_err("search", table, err))?;
         let mut rows = self
-            .collect_rows(table, &e.schema, stream, req.projection.metadata_keys.as_deref())
+            .collect_rows(
+                table,
+                &e.schema,
+                stream,
+                req.projection.metadata_keys.as_deref(),
+            )
             .await?;
-        rows.sort_by(|a, b| a.distance.unwrap_or(f32::MAX).total_cmp(&b.distance.unwrap_or(f32::MAX)));
+        rows.sort_by(|a, b| {
+            a.distance
+                .unwrap_or(f32::MAX)
+                .total_cmp(&b.distance.unwrap_or(f32::MAX))
+        });
         rows.truncate(req.k);
         Ok(hits(rows))
     }
 
     async fn text_search(&self, table: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {
         let e = self.at_version(table, req.version).await?;
-        let text = req.text.clone().ok_or_else(|| Error::InvalidArgument("text search needs a query".into()))?;
+        let text = req
+            .text
+            .clone()
+            .ok_or_else(|| Error::InvalidArgument("text search needs a query".into()))?;
         let fts = FullTextSearchQuery::new(text)
             .with_column("text".into())
             .map_err(|err| Error::engine(ENGINE, "full-text query", err))?;
@@ -396,7 +529,12 @@ impl VectorDatabase for LanceBackend {
             }
         })?;
         let mut rows = self
-            .collect_rows(table, &e.schema, stream, req.projection.metadata_keys.as_deref())
+            .collect_rows(
+                table,
+                &e.schema,
+                stream,
+                req.projection.metadata_keys.as_deref(),
+            )
             .await?;
         rows.sort_by(|a, b| b.score.unwrap_or(0.0).total_cmp(&a.score.unwrap_or(0.0)));
         rows.truncate(req.k);
@@ -405,7 +543,11 @@ impl VectorDatabase for LanceBackend {
 
     async fn create_index(&self, table: &str, spec: &IndexSpec) -> Result<()> {
         let e = self.entry(table).await?;
-        let rows = e.table.count_rows(None).await.map_err(|err| map_err("count", table, err))?;
+        let rows = e
+            .table
+            .count_rows(None)
+            .await
+            .map_err(|err| map_err("count", table, err))?;
         let (columns, idx) = index::lance_index(&e.schema, spec, rows)?;
         e.table
             .create_index(&columns, idx)
@@ -417,10 +559,18 @@ impl VectorDatabase for LanceBackend {
 
     async fn list_indexes(&self, table: &str) -> Result<Vec<IndexInfo>> {
         let e = self.entry(table).await?;
-        let configs = e.table.list_indices().await.map_err(|err| map_err("list indexes", table, err))?;
+        let configs = e
+            .table
+            .list_indices()
+            .await
+            .map_err(|err| map_err("list indexes", table, err))?;
         let mut out = Vec::with_capacity(configs.len());
         for c in configs {
-            let stats = e.table.index_stats(&c.name).await.map_err(|err| map_err("index stats", table, err))?;
+            let stats = e
+                .table
+                .index_stats(&c.name)
+                .await
+                .map_err(|err| map_err("index stats", table, err))?;
             out.push(IndexInfo {
                 kind: c.index_type.to_string(),
                 columns: c.columns,
@@ -434,9 +584,21 @@ impl VectorDatabase for LanceBackend {
 
     async fn table_stats(&self, table: &str) -> Result<TableStats> {
         let e = self.entry(table).await?;
-        let stats = e.table.stats().await.map_err(|err| map_err("stats", table, err))?;
-        let versions = e.table.list_versions().await.map_err(|err| map_err("versions", table, err))?;
-        let version = e.table.version().await.map_err(|err| map_err("version", table, err))?;
+        let stats = e
+            .table
+            .stats()
+            .await
+            .map_err(|err| map_err("stats", table, err))?;
+        let versions = e
+            .table
+            .list_versions()
+            .await
+            .map_err(|err| map_err("versions", table, err))?;
+        let version = e
+            .table
+            .version()
+            .await
+            .map_err(|err| map_err("version", table, err))?;
         let dir = self.root.join(format!("{table}.lance"));
         Ok(TableStats {
             rows: stats.num_rows as u64,
@@ -450,14 +612,28 @@ impl VectorDatabase for LanceBackend {
 
     async fn version(&self, table: &str) -> Result<u64> {
         let e = self.entry(table).await?;
-        e.table.version().await.map_err(|err| map_err("version", table, err))
+        e.table
+            .version()
+            .await
+            .map_err(|err| map_err("version", table, err))
     }
 
     async fn list_versions(&self, table: &str) -> Result<Vec<VersionInfo>> {
         let e = self.entry(table).await?;
-        let versions = e.table.list_versions().await.map_err(|err| map_err("versions", table, err))?;
-        let tags = e.table.tags().await.map_err(|err| map_err("tags", table, err))?;
-        let tag_map = tags.list().await.map_err(|err| map_err("tags", table, err))?;
+        let versions = e
+            .table
+            .list_versions()
+            .await
+            .map_err(|err| map_err("versions", table, err))?;
+        let tags = e
+            .table
+            .tags()
+            .await
+            .map_err(|err| map_err("tags", table, err))?;
+        let tag_map = tags
+            .list()
+            .await
+            .map_err(|err| map_err("tags", table, err))?;
         Ok(versions
             .into_iter()
             .map(|v| {
@@ -469,7 +645,9 @@ impl VectorDatabase for LanceBackend {
                 tags.sort();
                 VersionInfo {
                     version: v.version,
-                    timestamp: v.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    timestamp: v
+                        .timestamp
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     operation: v.metadata.get("operation").cloned(),
                     tags,
                 }
@@ -488,19 +666,38 @@ impl VectorDatabase for LanceBackend {
         pinned
             .checkout(version)
             .await
-            .map_err(|_| Error::VersionNotFound { table: table.to_string(), version })?;
-        pinned.restore().await.map_err(|err| map_err("restore", table, err))?;
-        e.table.checkout_latest().await.map_err(|err| map_err("restore", table, err))?;
-        e.table.version().await.map_err(|err| map_err("version", table, err))
+            .map_err(|_| Error::VersionNotFound {
+                table: table.to_string(),
+                version,
+            })?;
+        pinned
+            .restore()
+            .await
+            .map_err(|err| map_err("restore", table, err))?;
+        e.table
+            .checkout_latest()
+            .await
+            .map_err(|err| map_err("restore", table, err))?;
+        e.table
+            .version()
+            .await
+            .map_err(|err| map_err("version", table, err))
     }
 
     async fn tag(&self, table: &str, version: u64, tag: &str) -> Result<()> {
         let e = self.entry(table).await?;
-        let mut tags = e.table.tags().await.map_err(|err| map_err("tags", table, err))?;
+        let mut tags = e
+            .table
+            .tags()
+            .await
+            .map_err(|err| map_err("tags", table, err))?;
         tags.create(tag, version).await.map_err(|err| {
             let msg = err.to_string();
             if msg.contains("not found") || msg.contains("does not exist") {
-                Error::VersionNotFound { table: table.to_string(), version }
+                Error::VersionNotFound {
+                    table: table.to_string(),
+                    version,
+                }
             } else {
                 map_err("tag", table, err)
             }
@@ -509,7 +706,11 @@ impl VectorDatabase for LanceBackend {
 
     async fn tag_version(&self, table: &str, tag: &str) -> Result<u64> {
         let e = self.entry(table).await?;
-        let tags = e.table.tags().await.map_err(|err| map_err("tags", table, err))?;
+        let tags = e
+            .table
+            .tags()
+            .await
+            .map_err(|err| map_err("tags", table, err))?;
         tags.get_version(tag)
             .await
             .map_err(|_| Error::InvalidArgument(format!("table `{table}` has no tag `{tag}`")))
@@ -520,14 +721,23 @@ impl VectorDatabase for LanceBackend {
         let mut out = CompactionStats::default();
         let c = e
             .table
-            .optimize(OptimizeAction::Compact { options: Default::default(), remap_options: None })
+            .optimize(OptimizeAction::Compact {
+                options: Default::default(),
+                remap_options: None,
+            })
             .await
             .map_err(|err| map_err("compact", table, err))?;
         if let Some(m) = c.compaction {
             out.fragments_removed = m.fragments_removed as u64;
             out.fragments_added = m.fragments_added as u64;
         }
-        if !e.table.list_indices().await.map_err(|err| map_err("list indexes", table, err))?.is_empty() {
+        if !e
+            .table
+            .list_indices()
+            .await
+            .map_err(|err| map_err("list indexes", table, err))?
+            .is_empty()
+        {
             e.table
                 .optimize(OptimizeAction::Index(Default::default()))
                 .await
@@ -553,7 +763,9 @@ impl VectorDatabase for LanceBackend {
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(path) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_size(&e.path()),
