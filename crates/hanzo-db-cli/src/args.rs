@@ -277,6 +277,7 @@ pub enum IndexCmd {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum IndexKind {
     Auto,
+    #[value(name = "ivf_pq", alias = "ivf-pq")]
     IvfPq,
     Hnsw,
     Fts,
@@ -286,6 +287,7 @@ pub enum IndexKind {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum BenchIndex {
     Auto,
+    #[value(name = "ivf_pq", alias = "ivf-pq")]
     IvfPq,
     Hnsw,
     None,

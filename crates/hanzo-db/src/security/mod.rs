@@ -121,7 +121,7 @@ impl Default for SecurityConfig {
             encryption: true,
             key: KeyConfig::default(),
             cipher: Cipher::default(),
-            chunk_size: 64 * 1024,
+            chunk_size: 16 * 1024,
             tee_tier: None,
             strict_tier: false,
             disable_core_dumps: false,

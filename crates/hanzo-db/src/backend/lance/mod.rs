@@ -10,6 +10,7 @@ mod filter;
 mod index;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +45,16 @@ const ENGINE: &str = "lancedb";
 struct Entry {
     table: Table,
     schema: TableSchema,
+    /// Whether the vector index is product-quantised (sets the default re-ranking).
+    pq_index: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn has_pq_index(table: &Table) -> bool {
+    table
+        .list_indices()
+        .await
+        .map(|ix| ix.iter().any(|i| i.index_type.to_string().contains("PQ")))
+        .unwrap_or(false)
 }
 
 /// LanceDB behind [`VectorDatabase`].
@@ -164,7 +175,12 @@ impl LanceBackend {
             .await
             .map_err(|e| map_err("read schema", name, e))?;
         let schema = table_schema_from_arrow(name, &arrow)?;
-        let entry = Entry { table, schema };
+        let pq = has_pq_index(&table).await;
+        let entry = Entry {
+            table,
+            schema,
+            pq_index: Arc::new(pq.into()),
+        };
         tables.insert(name.to_string(), entry.clone());
         Ok(entry)
     }
@@ -186,9 +202,11 @@ impl LanceBackend {
                 table: name.to_string(),
                 version: v,
             })?;
+        let pq = has_pq_index(&table).await;
         Ok(Entry {
             table,
             schema: entry.schema,
+            pq_index: Arc::new(pq.into()),
         })
     }
 
@@ -257,6 +275,7 @@ impl VectorDatabase for LanceBackend {
             Entry {
                 table,
                 schema: schema.clone(),
+                pq_index: Arc::default(),
             },
         );
         Ok(())
@@ -472,10 +491,8 @@ impl VectorDatabase for LanceBackend {
         if let Some(n) = req.nprobes {
             q = q.nprobes(n).map_err(|err| map_err("search", table, err))?;
         }
-        let refine = req.refine_factor.or(index::DEFAULT_REFINE_FACTOR);
-        if let Some(r) = refine {
-            q = q.refine_factor(r);
-        }
+        let pq = e.pq_index.load(std::sync::atomic::Ordering::Relaxed);
+        q = q.refine_factor(req.refine_factor.unwrap_or_else(|| index::refine_for(pq)));
         if let Some(ef) = req.ef {
             q = q.ef(ef);
         }
@@ -554,7 +571,12 @@ impl VectorDatabase for LanceBackend {
             .replace(true)
             .execute()
             .await
-            .map_err(|err| map_err("create index", table, err))
+            .map_err(|err| map_err("create index", table, err))?;
+        e.pq_index.store(
+            has_pq_index(&e.table).await,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(())
     }
 
     async fn list_indexes(&self, table: &str) -> Result<Vec<IndexInfo>> {
