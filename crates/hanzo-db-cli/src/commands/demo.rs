@@ -270,6 +270,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         .k(3)
         .execute()
         .await?;
+    let security = db.security_status()?;
     let roundtrip = db
         .get(name, "item-00")
         .await?
@@ -315,6 +316,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         "filtered_search": {"query": "a cat playing", "filter": filter, "results": filtered_hits.iter().map(hit_json).collect::<Vec<_>>()},
         "hybrid_search": {"vector_query": "red fruit", "text_query": "strawberries", "results": hybrid_hits.iter().map(hit_json).collect::<Vec<_>>()},
         "image_round_trip_byte_exact": image_ok,
+        "security": {
+            "is_encrypted": security.is_encrypted,
+            "cipher": security.cipher,
+            "key_provider": security.key_provider,
+            "effective_tier": security.effective,
+        },
     });
     ctx.out.emit(&doc, || {
         [
@@ -330,6 +337,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             format!(
                 "Image of item-00 read back byte-exact: {}",
                 if image_ok { "yes" } else { "NO" }
+            ),
+            format!(
+                "Encrypted at rest: {} ({}, key: {} {}); confidential-computing tier: {:?}",
+                if security.is_encrypted { "yes" } else { "no" },
+                security.cipher,
+                security.key_provider.kind,
+                security.key_provider.location.clone().unwrap_or_default(),
+                security.effective
             ),
         ]
         .join("\n")

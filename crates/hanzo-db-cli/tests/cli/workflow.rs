@@ -8,6 +8,7 @@ fn demo_runs_and_finds_sensible_results() {
     let doc = env.json(&["demo"]);
     assert_eq!(doc["records"], 18);
     assert_eq!(doc["image_round_trip_byte_exact"], true);
+    assert_eq!(doc["security"]["is_encrypted"], true);
     let first = &doc["vector_search"]["results"][0];
     assert!(
         first["text"].as_str().unwrap().contains("bicycle"),
