@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo build --workspace --tests --quiet
 data="${HANZO_DEMO_DB:-$(mktemp -d)/hanzo-demo}"
+# The demo database is throw-away: keep its generated key file beside it
+# (outside the database directory, as always) rather than in ~/.config.
+export HANZO_DB_KEY_DIR="${HANZO_DB_KEY_DIR:-$(dirname "$data")/keys}"
 "$CARGO_TARGET_DIR/debug/hanzo-db" --db "$data" demo "$@"
