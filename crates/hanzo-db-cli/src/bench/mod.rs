@@ -137,19 +137,6 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn dir_size(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
 
 fn machine() -> Value {
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -437,7 +424,7 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     db.drop_table("single").await?;
 
     // Storage, then cold start: a fresh handle, open to first result.
-    let disk_bytes = dir_size(&dir);
+    let disk_bytes = db.table_stats("bench").await?.disk_bytes;
     drop(db);
     let t = Instant::now();
     let db = hanzo_db::connect(dir.clone())
