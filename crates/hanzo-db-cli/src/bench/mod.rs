@@ -137,7 +137,6 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-
 fn machine() -> Value {
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
