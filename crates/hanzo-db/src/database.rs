@@ -146,13 +146,21 @@ pub struct Database {
     config: Arc<DatabaseConfig>,
     schemas: Arc<RwLock<HashMap<String, TableSchema>>>,
     writes: Arc<RwLock<HashMap<String, Arc<AtomicU64>>>>,
+    /// Writes between automatic compactions; 0 when off or the engine cannot compact.
+    compact_every: u64,
     security: Option<Arc<Security>>,
 }
 
 impl Database {
     /// Wraps any backend (or decorator) in the validating handle.
     pub fn from_backend(inner: Arc<dyn VectorDatabase>, config: DatabaseConfig) -> Self {
+        let compact_every = if inner.capabilities().compaction {
+            config.auto_compact_every
+        } else {
+            0
+        };
         Self {
+            compact_every,
             inner,
             config: Arc::new(config),
             schemas: Arc::default(),
@@ -509,8 +517,8 @@ impl Database {
     }
 
     fn after_write(&self, table: &str) {
-        let every = self.config.auto_compact_every;
-        if every == 0 || !self.inner.capabilities().compaction {
+        let every = self.compact_every;
+        if every == 0 {
             return;
         }
         let counter = {
