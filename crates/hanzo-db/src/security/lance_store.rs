@@ -11,11 +11,11 @@
 use std::sync::Arc;
 
 use lance_io::object_store::{ObjectStore, ObjectStoreParams, ObjectStoreProvider};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use url::Url;
 
 use super::format::{Algorithm, ChunkSize};
+use super::plain_cache::PlainCache;
 use super::store::{EncryptingObjectStore, KeySource};
 
 /// URI scheme of encrypted local databases: `file-object-store:///abs/path`.
@@ -35,12 +35,26 @@ pub struct EncryptedLocalProvider {
     keys: Arc<dyn KeySource>,
     alg: Algorithm,
     chunk: ChunkSize,
+    /// One read cache for every store of this database.
+    read_cache: Option<Arc<PlainCache>>,
 }
 
 impl EncryptedLocalProvider {
     /// A provider using these keys, cipher and chunk size for new files.
     pub fn new(keys: Arc<dyn KeySource>, alg: Algorithm, chunk: ChunkSize) -> Self {
-        Self { keys, alg, chunk }
+        Self {
+            keys,
+            alg,
+            chunk,
+            read_cache: PlainCache::new(super::store::DEFAULT_READ_CACHE_BYTES).map(Arc::new),
+        }
+    }
+
+    /// Bytes of decrypted chunks kept in memory, shared by all of this
+    /// database's stores (0 turns the cache off).
+    pub fn with_read_cache_bytes(mut self, bytes: u64) -> Self {
+        self.read_cache = PlainCache::new(bytes).map(Arc::new);
+        self
     }
 }
 
@@ -51,10 +65,12 @@ impl ObjectStoreProvider for EncryptedLocalProvider {
         base_path: Url,
         params: &ObjectStoreParams,
     ) -> lance_core::Result<ObjectStore> {
-        let inner: Arc<dyn object_store::ObjectStore> = Arc::new(LocalFileSystem::new());
+        let inner: Arc<dyn object_store::ObjectStore> =
+            Arc::new(super::local_files::LocalFiles::new());
         let enc = EncryptingObjectStore::new(inner, self.keys.clone())
             .with_algorithm(self.alg)
-            .with_chunk_size(self.chunk);
+            .with_chunk_size(self.chunk)
+            .with_shared_read_cache(self.read_cache.clone());
         Ok(ObjectStore::new(
             Arc::new(enc),
             base_path,

@@ -55,6 +55,7 @@ use super::format::{
     self, Algorithm, ChunkSize, DataKey, Encryptor, FileCipher, HEADER_LEN, Header, TAG_LEN,
     chunk_count, ciphertext_range, plaintext_len,
 };
+use super::plain_cache::PlainCache;
 
 /// The `store` name used in `object_store::Error::Generic` errors.
 pub const STORE_NAME: &str = "EncryptingObjectStore";
@@ -68,6 +69,9 @@ pub const DEFAULT_HEADER_CACHE_CAPACITY: usize = 4096;
 
 /// Payloads larger than this are encrypted on a blocking thread when a Tokio
 /// runtime is available.
+/// Default size of the decrypted-chunk read cache.
+pub const DEFAULT_READ_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 const BLOCKING_THRESHOLD: usize = 1024 * 1024;
 
 /// Concurrent inner requests issued by `get_ranges`.
@@ -232,6 +236,7 @@ pub struct EncryptingObjectStore {
     alg: Algorithm,
     min_part_size: usize,
     cache: Arc<Mutex<HeaderCache>>,
+    plain: Option<Arc<PlainCache>>,
 }
 
 impl fmt::Debug for EncryptingObjectStore {
@@ -265,7 +270,36 @@ impl EncryptingObjectStore {
                 map: HashMap::new(),
                 capacity: DEFAULT_HEADER_CACHE_CAPACITY,
             })),
+            plain: PlainCache::new(DEFAULT_READ_CACHE_BYTES).map(Arc::new),
         }
+    }
+
+    /// Bytes of decrypted chunks of immutable files kept in memory for reuse
+    /// (default 128 MiB; 0 disables). See [`super::plain_cache`].
+    pub fn with_read_cache_bytes(mut self, bytes: u64) -> Self {
+        self.plain = PlainCache::new(bytes).map(Arc::new);
+        self
+    }
+
+    /// Uses a read cache shared with other stores (`None`: no cache).
+    pub(crate) fn with_shared_read_cache(mut self, cache: Option<Arc<PlainCache>>) -> Self {
+        self.plain = cache;
+        self
+    }
+
+    /// Plaintext bytes held by the read cache now.
+    pub fn read_cache_bytes(&self) -> u64 {
+        self.plain.as_ref().map_or(0, |p| p.bytes())
+    }
+
+    /// Where decrypted chunks of `location` go: the read cache, for files it keeps.
+    fn sink(&self, location: &Path, meta: &ObjectMeta, header: &Header) -> Option<Sink> {
+        let pc = self.plain.as_ref()?;
+        if !PlainCache::cacheable(location) {
+            return None;
+        }
+        pc.remember_file(location, meta, header);
+        Some((Arc::clone(pc), header.file_id))
     }
 
     /// Chunk size for new objects, also used by `list*` to compute plaintext
@@ -333,6 +367,9 @@ impl EncryptingObjectStore {
     }
 
     fn cache_forget(&self, path: &Path) {
+        if let Some(pc) = &self.plain {
+            pc.forget(path);
+        }
         self.cache
             .lock()
             .expect("header cache lock")
@@ -419,6 +456,7 @@ impl EncryptingObjectStore {
         let pt_len = plaintext_len(meta.size, cs).map_err(|e| obj_err(location, e))?;
         let cipher = self.cipher_for(location, &header)?;
         let total = chunk_count(pt_len, cs);
+        let sink = self.sink(location, &meta, &header);
         let payload = decrypt_stream(DecryptState {
             inner: stream,
             buf,
@@ -432,6 +470,7 @@ impl EncryptingObjectStore {
             skip: 0,
             remaining: pt_len,
             path: location.clone(),
+            sink,
         });
         Ok(GetResult {
             payload: GetResultPayload::Stream(payload),
@@ -522,6 +561,7 @@ impl EncryptingObjectStore {
             return Ok(None);
         }
         let cipher = self.cipher_for(location, &header)?;
+        let sink = self.sink(location, &meta, &header);
         let payload = decrypt_stream(DecryptState {
             inner: stream,
             buf,
@@ -535,6 +575,7 @@ impl EncryptingObjectStore {
             skip: span.skip as usize,
             remaining: pt_range.end - pt_range.start,
             path: location.clone(),
+            sink,
         });
         Ok(Some(GetResult {
             payload: GetResultPayload::Stream(payload),
@@ -572,6 +613,7 @@ impl EncryptingObjectStore {
         let attributes = res.attributes.clone();
         let extensions = res.extensions.clone();
         let res_meta = res.meta.clone();
+        let sink = self.sink(location, &meta, &header);
         let payload = decrypt_stream(DecryptState {
             inner: res.into_stream(),
             buf: BytesMut::new(),
@@ -585,6 +627,7 @@ impl EncryptingObjectStore {
             skip: span.skip as usize,
             remaining: pt_range.end - pt_range.start,
             path: location.clone(),
+            sink,
         });
         Ok(GetResult {
             payload: GetResultPayload::Stream(payload),
@@ -665,7 +708,12 @@ struct DecryptState {
     /// Plaintext bytes still to emit.
     remaining: u64,
     path: Path,
+    /// Where to keep decrypted chunks for reuse, if anywhere.
+    sink: Option<Sink>,
 }
+
+/// The read cache and the file id its chunks are keyed by.
+type Sink = (Arc<PlainCache>, [u8; 16]);
 
 /// Decrypts chunks `next..end` from a ciphertext stream, one chunk per item.
 fn decrypt_stream(state: DecryptState) -> BoxStream<'static, object_store::Result<Bytes>> {
@@ -693,8 +741,11 @@ fn decrypt_stream(state: DecryptState) -> BoxStream<'static, object_store::Resul
             st.cipher
                 .decrypt_chunk(st.next, last, &mut chunk)
                 .map_err(|e| obj_err(&st.path, e))?;
-            st.next += 1;
             let mut pt = Bytes::from(chunk);
+            if let Some((pc, file_id)) = &st.sink {
+                pc.put_chunk(*file_id, st.next, pt.clone());
+            }
+            st.next += 1;
             if st.skip > 0 {
                 pt = pt.slice(st.skip.min(pt.len())..);
                 st.skip = 0;
@@ -756,6 +807,7 @@ impl ObjectStore for EncryptingObjectStore {
             min_part_size: self.min_part_size,
             location: location.clone(),
             cache: Arc::clone(&self.cache),
+            plain: self.plain.clone(),
         }))
     }
 
@@ -780,6 +832,13 @@ impl ObjectStore for EncryptingObjectStore {
             return self.get_full(location, options).await;
         };
         range.is_valid().map_err(generic)?;
+        if let Some(res) = self
+            .plain
+            .as_ref()
+            .and_then(|pc| pc.serve(location, &options, &range))
+        {
+            return Ok(res);
+        }
         if let Some(res) = self.get_speculative(location, &options, &range).await? {
             return Ok(res);
         }
@@ -818,14 +877,28 @@ impl ObjectStore for EncryptingObjectStore {
             .map(|r| (r.start / c, (r.end - 1) / c))
             .collect();
         let needed: HashSet<u64> = spans.iter().flat_map(|&(a, b)| a..=b).collect();
-        let mut sorted = spans.clone();
-        sorted.sort_unstable();
+        // Chunks the read cache holds need no I/O.
+        let sink = self.sink(location, &meta, &header);
+        let mut plain: HashMap<u64, Bytes> = HashMap::with_capacity(needed.len());
+        if let Some((pc, file_id)) = &sink {
+            for &idx in &needed {
+                if let Some(b) = pc.chunk(*file_id, idx) {
+                    plain.insert(idx, b);
+                }
+            }
+        }
+        let mut missing: Vec<u64> = needed
+            .iter()
+            .copied()
+            .filter(|i| !plain.contains_key(i))
+            .collect();
+        missing.sort_unstable();
         let gap = OBJECT_STORE_COALESCE_DEFAULT / full;
         let mut groups: Vec<(u64, u64)> = Vec::new();
-        for (a, b) in sorted {
+        for idx in missing {
             match groups.last_mut() {
-                Some(g) if a <= g.1 + 1 + gap => g.1 = g.1.max(b),
-                _ => groups.push((a, b)),
+                Some(g) if idx <= g.1 + 1 + gap => g.1 = idx,
+                _ => groups.push((idx, idx)),
             }
         }
         let cipher = self.cipher_for(location, &header)?;
@@ -849,10 +922,9 @@ impl ObjectStore for EncryptingObjectStore {
             .await?;
 
         // Decrypt every needed chunk exactly once.
-        let mut plain: HashMap<u64, Bytes> = HashMap::with_capacity(needed.len());
         for (&(a, b), bytes) in groups.iter().zip(&fetched) {
             for idx in a..=b {
-                if !needed.contains(&idx) {
+                if !needed.contains(&idx) || plain.contains_key(&idx) {
                     continue;
                 }
                 let last = idx + 1 == total;
@@ -870,7 +942,11 @@ impl ObjectStore for EncryptingObjectStore {
                 cipher
                     .decrypt_chunk(idx, last, &mut v)
                     .map_err(|e| obj_err(location, e))?;
-                plain.insert(idx, Bytes::from(v));
+                let v = Bytes::from(v);
+                if let Some((pc, file_id)) = &sink {
+                    pc.put_chunk(*file_id, idx, v.clone());
+                }
+                plain.insert(idx, v);
             }
         }
         Ok(resolved
@@ -899,10 +975,14 @@ impl ObjectStore for EncryptingObjectStore {
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let cache = Arc::clone(&self.cache);
+        let plain = self.plain.clone();
         self.inner
             .delete_stream(locations)
             .inspect_ok(move |p| {
                 cache.lock().expect("header cache lock").map.remove(p);
+                if let Some(pc) = &plain {
+                    pc.forget(p);
+                }
             })
             .boxed()
     }
@@ -973,6 +1053,7 @@ struct EncryptingUpload {
     min_part_size: usize,
     location: Path,
     cache: Arc<Mutex<HeaderCache>>,
+    plain: Option<Arc<PlainCache>>,
 }
 
 impl fmt::Debug for EncryptingUpload {
@@ -1026,6 +1107,9 @@ impl MultipartUpload for EncryptingUpload {
             .expect("header cache lock")
             .map
             .remove(&self.location);
+        if let Some(pc) = &self.plain {
+            pc.forget(&self.location);
+        }
         Ok(res)
     }
 

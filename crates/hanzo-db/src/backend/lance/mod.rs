@@ -136,7 +136,8 @@ impl LanceBackend {
         let mut builder = match security.key_source() {
             Some(keys) => {
                 let (alg, chunk) = security.write_params()?;
-                let provider = EncryptedLocalProvider::new(keys, alg, chunk);
+                let provider = EncryptedLocalProvider::new(keys, alg, chunk)
+                    .with_read_cache_bytes(security.read_cache_bytes());
                 lancedb::connect(&lance_store::uri_for(&abs)?)
                     .session(lance_store::session(provider))
             }
