@@ -105,6 +105,35 @@ impl Default for LanceOptions {
     }
 }
 
+/// PostgreSQL (with pgvector) options, used when the engine is
+/// [`DatabaseBackend::Postgres`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresOptions {
+    /// Connection URL, `postgres://user:password@host:port/database`
+    /// (`HANZO_DB_POSTGRES_URL` when unset). TLS is not offered: use a
+    /// loopback or Unix-socket address, or a trusted network.
+    pub url: Option<String>,
+    /// The PostgreSQL schema (namespace) holding the tables and hanzo-db's
+    /// catalog; created if missing.
+    pub schema: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Seconds to wait for a connection before reporting the server unreachable.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            schema: "public".into(),
+            pool_size: 16,
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
 /// Everything needed to open a database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -124,6 +153,10 @@ pub struct DatabaseConfig {
     pub lance: LanceOptions,
     /// Encryption at rest, keys and confidential-computing tier.
     pub security: crate::security::SecurityConfig,
+    /// PostgreSQL options (engine `postgres`).
+    pub postgres: PostgresOptions,
+    /// A Redis cache in front of the engine (feature `redis`); off when `None`.
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 impl Default for DatabaseConfig {
@@ -136,6 +169,8 @@ impl Default for DatabaseConfig {
             keep_versions_secs: 7 * 24 * 3600,
             lance: LanceOptions::default(),
             security: crate::security::SecurityConfig::default(),
+            postgres: PostgresOptions::default(),
+            cache: None,
         }
     }
 }
@@ -173,8 +208,9 @@ impl DatabaseConfig {
     /// Overrides fields from `HANZO_DB_PATH`, `HANZO_DB_BACKEND`,
     /// `HANZO_DB_MAX_BLOB_BYTES`, `HANZO_DB_AUTO_COMPACT_EVERY`,
     /// `HANZO_DB_KEEP_VERSIONS_SECS`, `HANZO_DB_ENCRYPTION` (on/off),
-    /// `HANZO_DB_PASSPHRASE_ENV` (name of the variable holding the passphrase)
-    /// and `HANZO_DB_KEY_FILE` when set.
+    /// `HANZO_DB_PASSPHRASE_ENV` (name of the variable holding the passphrase),
+    /// `HANZO_DB_KEY_FILE`, `HANZO_DB_POSTGRES_URL`, `HANZO_DB_POSTGRES_SCHEMA`
+    /// and `HANZO_DB_REDIS_URL` (turns the Redis cache on) when set.
     pub fn with_env(self) -> Result<Self> {
         self.with_vars(|k| std::env::var(k).ok())
     }
@@ -213,6 +249,17 @@ impl DatabaseConfig {
         if let Some(v) = var("HANZO_DB_KEY_FILE") {
             self.security.key = crate::security::KeyConfig::KeyFile { path: v.into() };
         }
+        if let Some(v) = var("HANZO_DB_POSTGRES_URL") {
+            self.postgres.url = Some(v);
+        }
+        if let Some(v) = var("HANZO_DB_POSTGRES_SCHEMA") {
+            self.postgres.schema = v;
+        }
+        if let Some(v) = var("HANZO_DB_REDIS_URL") {
+            let mut cache = self.cache.take().unwrap_or_default();
+            cache.redis_url = v;
+            self.cache = Some(cache);
+        }
         if let Some(v) = var("HANZO_DB_KEEP_VERSIONS_SECS") {
             self.keep_versions_secs = num("HANZO_DB_KEEP_VERSIONS_SECS", v)?;
         }
@@ -244,5 +291,24 @@ mod tests {
             .with_vars(|k| (k == "HANZO_DB_MAX_BLOB_BYTES").then(|| "lots".into()));
         assert!(bad.is_err());
         assert!(DatabaseConfig::from_toml_str("path = 3").is_err());
+    }
+
+    #[test]
+    fn postgres_and_cache_from_toml_and_env() {
+        let cfg = DatabaseConfig::from_toml_str(
+            "[postgres]\nurl = \"postgres://u@h/db\"\nschema = \"agents\"\n\
+             [cache]\nredis_url = \"redis://127.0.0.1/\"\nttl_secs = 5\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.postgres.url.as_deref(), Some("postgres://u@h/db"));
+        assert_eq!(cfg.postgres.schema, "agents");
+        assert_eq!(cfg.postgres.pool_size, 16);
+        let cache = cfg.cache.clone().unwrap();
+        assert_eq!((cache.ttl_secs, cache.max_entries), (5, 10_000));
+        let env = DatabaseConfig::default()
+            .with_vars(|k| (k == "HANZO_DB_REDIS_URL").then(|| "redis://x/".into()))
+            .unwrap();
+        assert_eq!(env.cache.unwrap().redis_url, "redis://x/");
+        assert!(DatabaseConfig::default().cache.is_none());
     }
 }

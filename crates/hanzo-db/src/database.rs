@@ -67,6 +67,26 @@ impl ConnectBuilder {
         self
     }
 
+    /// The PostgreSQL server for [`DatabaseBackend::Postgres`],
+    /// `postgres://user:password@host:port/database`.
+    pub fn postgres_url(mut self, url: impl Into<String>) -> Self {
+        self.config.postgres.url = Some(url.into());
+        self
+    }
+
+    /// The PostgreSQL schema (namespace) holding the tables (default `public`).
+    pub fn postgres_schema(mut self, schema: impl Into<String>) -> Self {
+        self.config.postgres.schema = schema.into();
+        self
+    }
+
+    /// Puts a Redis cache of search results and records in front of the
+    /// engine (feature `redis`).
+    pub fn redis_cache(mut self, cache: crate::cache::CacheConfig) -> Self {
+        self.config.cache = Some(cache);
+        self
+    }
+
     /// Largest blob accepted, in bytes.
     pub fn max_blob_bytes(mut self, bytes: usize) -> Self {
         self.config.max_blob_bytes = bytes;
@@ -112,6 +132,14 @@ impl ConnectBuilder {
     /// Opens the database.
     pub async fn execute(self) -> Result<Database> {
         let config = self.config;
+        // A server engine: no local directory, and encryption at rest is the server's.
+        #[cfg(feature = "postgres")]
+        if config.workloads.vectors == DatabaseBackend::Postgres {
+            let engine =
+                crate::backend::postgres::PostgresBackend::connect(&config.postgres).await?;
+            let backend = crate::cache::wrap(Arc::new(engine), config.cache.as_ref())?;
+            return Ok(Database::from_backend(backend, config));
+        }
         std::fs::create_dir_all(&config.path).map_err(|source| Error::Io {
             path: config.path.display().to_string(),
             source,
@@ -133,6 +161,7 @@ impl ConnectBuilder {
                 });
             }
         };
+        let backend = crate::cache::wrap(backend, config.cache.as_ref())?;
         let mut db = Database::from_backend(backend, config);
         db.security = Some(security);
         Ok(db)
@@ -206,6 +235,16 @@ impl Database {
     /// What the engine supports.
     pub fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    /// The engine's name, e.g. `"lancedb"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+
+    /// Hits, misses and health of the Redis cache; `None` without one.
+    pub fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        self.inner.cache_stats()
     }
 
     /// Creates an empty table.

@@ -136,6 +136,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A database server (PostgreSQL, Redis) could not be reached or refused the connection.
+    #[error("cannot reach the {backend} server at {target}: {reason}")]
+    Unavailable {
+        /// Which backend.
+        backend: String,
+        /// Where we tried to connect (credentials removed).
+        target: String,
+        /// The cause.
+        reason: String,
+    },
     /// The storage engine failed.
     #[error("{engine} error during {operation}: {message}")]
     Engine {
@@ -173,6 +183,9 @@ impl Error {
             }
             Error::FeatureDisabled { .. } => "enable the cargo feature named in the message",
             Error::VersionNotFound { .. } => "list the table's versions to see which exist",
+            Error::Unavailable { .. } => {
+                "check that the server is running and reachable at this address, and the URL's user, password and database"
+            }
             _ => return None,
         })
     }
@@ -181,7 +194,10 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         !matches!(
             self,
-            Error::Engine { .. } | Error::Io { .. } | Error::Integrity { .. }
+            Error::Engine { .. }
+                | Error::Io { .. }
+                | Error::Integrity { .. }
+                | Error::Unavailable { .. }
         )
     }
 

@@ -46,6 +46,10 @@
 //!
 //! ## Crate features
 //! - `lancedb` (default): the LanceDB engine.
+//! - `postgres`: PostgreSQL with pgvector ([`backend::postgres`]), selected
+//!   with [`DatabaseBackend::Postgres`] and a URL ([`ConnectBuilder::postgres_url`]).
+//! - `redis`: a Redis cache of search results and records in front of any
+//!   engine ([`cache`]), turned on with [`ConnectBuilder::redis_cache`].
 //!
 //! Choosing a backend whose feature is off returns [`Error::FeatureDisabled`]
 //! naming the feature.
@@ -54,6 +58,7 @@
 
 pub mod arrow;
 pub mod backend;
+pub mod cache;
 mod config;
 mod database;
 mod error;
@@ -64,7 +69,8 @@ mod schema;
 pub mod security;
 
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
-pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, Workloads};
+pub use cache::{CacheConfig, CacheStats};
+pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, PostgresOptions, Workloads};
 pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};
 pub use error::{Error, Result};
 pub use filter::Filter;

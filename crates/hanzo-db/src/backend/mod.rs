@@ -16,6 +16,8 @@
 
 #[cfg(feature = "lancedb")]
 pub mod lance;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -44,6 +46,10 @@ pub struct Capabilities {
     pub time_travel: bool,
     /// Compaction and pruning of old versions.
     pub compaction: bool,
+    /// Scalar indexes on typed metadata fields.
+    pub scalar_indexes: bool,
+    /// Largest vector dimension a table may have, where the engine limits it.
+    pub max_dimension: Option<usize>,
 }
 
 /// Which records a delete removes.
@@ -66,6 +72,12 @@ pub trait VectorDatabase: Send + Sync + std::fmt::Debug {
 
     /// What this engine supports.
     fn capabilities(&self) -> Capabilities;
+
+    /// Hits, misses and health of a caching decorator; `None` for an engine
+    /// (or a decorator chain) without a cache.
+    fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        None
+    }
 
     /// Creates an empty table. Fails with `TableExists` if the name is taken.
     async fn create_table(&self, name: &str, schema: &TableSchema) -> Result<()>;

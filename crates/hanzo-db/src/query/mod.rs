@@ -120,6 +120,12 @@ pub enum IndexSpec {
         /// Build-time search breadth.
         ef_construction: Option<u32>,
     },
+    /// IVF with uncompressed vectors: `nlist` partitions (pgvector's IVFFlat,
+    /// LanceDB's IVF_FLAT).
+    IvfFlat {
+        /// Number of IVF partitions (lists).
+        nlist: Option<u32>,
+    },
     /// BM25 full-text index on `text`.
     FullText,
     /// Scalar index on a typed metadata field.

@@ -92,3 +92,35 @@ pub fn exact_knn(
     d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
     d.into_iter().take(k).map(|(_, id)| id.clone()).collect()
 }
+
+/// The URL of a test server from `var`. When unset: under `CI=true` the
+/// run fails (the service had to start); otherwise the caller skips, and
+/// this says why.
+pub fn service_url(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "{var} is not set and CI=true: {what} must be running (scripts/test.sh starts it)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping: {var} is not set, so there is no {what} to test against \
+                 (scripts/test.sh starts one)"
+            );
+            None
+        }
+    }
+}
+
+/// A name no other test (or earlier run) uses: `prefix_<pid>_<n>_<random>`.
+pub fn unique_name(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{prefix}_{}_{}_{:08x}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}

@@ -6,6 +6,10 @@ mod conformance;
 mod core_spec;
 mod encryption;
 mod indexes;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis_cache;
 mod search;
 mod security_keys;
 mod security_tee;

@@ -112,6 +112,19 @@ pub fn lance_index(
             }
             (vector, Index::IvfHnswSq(b))
         }
+        IndexSpec::IvfFlat { nlist } => {
+            need_rows(1, "a vector index")?;
+            let nlist = nlist.unwrap_or_else(|| auto_nlist(rows));
+            need_rows(nlist as usize, "IVF with this many partitions")?;
+            (
+                vector,
+                Index::IvfFlat(
+                    IvfFlatIndexBuilder::default()
+                        .distance_type(dt)
+                        .num_partitions(nlist),
+                ),
+            )
+        }
         IndexSpec::FullText => (vec!["text".into()], Index::FTS(FtsIndexBuilder::default())),
         IndexSpec::Scalar { column } => {
             let idx = match schema.field_type(column) {

@@ -260,6 +260,8 @@ impl VectorDatabase for LanceBackend {
             vector_indexes: vec!["ivf_pq".into(), "hnsw".into(), "ivf_flat".into()],
             time_travel: true,
             compaction: true,
+            scalar_indexes: true,
+            max_dimension: Some(crate::schema::MAX_DIMENSION),
         }
     }
 
