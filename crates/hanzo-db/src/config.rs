@@ -63,7 +63,44 @@ impl std::fmt::Display for DatabaseBackend {
     }
 }
 
-/// Which engine serves each workload.
+/// A kind of work the configuration assigns an engine to (see [`Workloads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Vector storage and search (the default).
+    #[default]
+    Vectors,
+    /// Analytics: SQL aggregates over the stored records.
+    Analytics,
+    /// Transactional workloads.
+    Transactional,
+}
+
+impl std::str::FromStr for Workload {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "vectors" | "vector" => Self::Vectors,
+            "analytics" => Self::Analytics,
+            "transactional" | "oltp" => Self::Transactional,
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown workload `{other}`: use vectors, analytics or transactional"
+                )));
+            }
+        })
+    }
+}
+
+/// Which engine serves each workload. In TOML, the `[workloads]` table
+/// (also accepted as `[backends]`):
+///
+/// ```
+/// let cfg = hanzo_db::DatabaseConfig::from_toml_str(
+///     "[backends]\nvectors = \"sqlite\"\nanalytics = \"duckdb\"\n",
+/// ).unwrap();
+/// assert_eq!(cfg.workloads.backend_for(hanzo_db::Workload::Vectors), hanzo_db::DatabaseBackend::Sqlite);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Workloads {
@@ -73,6 +110,17 @@ pub struct Workloads {
     pub analytics: DatabaseBackend,
     /// Transactional workloads.
     pub transactional: DatabaseBackend,
+}
+
+impl Workloads {
+    /// The engine configured for a workload.
+    pub fn backend_for(&self, workload: Workload) -> DatabaseBackend {
+        match workload {
+            Workload::Vectors => self.vectors,
+            Workload::Analytics => self.analytics,
+            Workload::Transactional => self.transactional,
+        }
+    }
 }
 
 impl Default for Workloads {
@@ -105,13 +153,23 @@ impl Default for LanceOptions {
     }
 }
 
+/// PostgreSQL connection options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresOptions {
+    /// Connection URL, e.g. `postgres://user@localhost:5432/db`
+    /// (environment: `HANZO_DB_PG_URL`).
+    pub url: Option<String>,
+}
+
 /// Everything needed to open a database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DatabaseConfig {
     /// Directory of the database (created if missing).
     pub path: PathBuf,
-    /// Engine per workload.
+    /// Engine per workload (`[workloads]`, or `[backends]`, in TOML).
+    #[serde(alias = "backends")]
     pub workloads: Workloads,
     /// Largest image, audio or other blob accepted, in bytes.
     pub max_blob_bytes: usize,
@@ -122,6 +180,8 @@ pub struct DatabaseConfig {
     pub keep_versions_secs: u64,
     /// LanceDB options.
     pub lance: LanceOptions,
+    /// PostgreSQL options.
+    pub postgres: PostgresOptions,
     /// Encryption at rest, keys and confidential-computing tier.
     pub security: crate::security::SecurityConfig,
 }
@@ -135,6 +195,7 @@ impl Default for DatabaseConfig {
             auto_compact_every: 256,
             keep_versions_secs: 7 * 24 * 3600,
             lance: LanceOptions::default(),
+            postgres: PostgresOptions::default(),
             security: crate::security::SecurityConfig::default(),
         }
     }
@@ -172,7 +233,7 @@ impl DatabaseConfig {
 
     /// Overrides fields from `HANZO_DB_PATH`, `HANZO_DB_BACKEND`,
     /// `HANZO_DB_MAX_BLOB_BYTES`, `HANZO_DB_AUTO_COMPACT_EVERY`,
-    /// `HANZO_DB_KEEP_VERSIONS_SECS`, `HANZO_DB_ENCRYPTION` (on/off),
+    /// `HANZO_DB_KEEP_VERSIONS_SECS`, `HANZO_DB_PG_URL`, `HANZO_DB_ENCRYPTION` (on/off),
     /// `HANZO_DB_PASSPHRASE_ENV` (name of the variable holding the passphrase)
     /// and `HANZO_DB_KEY_FILE` when set.
     pub fn with_env(self) -> Result<Self> {
@@ -189,6 +250,9 @@ impl DatabaseConfig {
         }
         if let Some(v) = var("HANZO_DB_BACKEND") {
             self.workloads.vectors = v.parse()?;
+        }
+        if let Some(v) = var("HANZO_DB_PG_URL") {
+            self.postgres.url = Some(v);
         }
         if let Some(v) = var("HANZO_DB_MAX_BLOB_BYTES") {
             self.max_blob_bytes = num("HANZO_DB_MAX_BLOB_BYTES", v)?;

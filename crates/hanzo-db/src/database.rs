@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use futures::StreamExt;
 
 use crate::backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
-use crate::config::{DatabaseBackend, DatabaseConfig};
+use crate::config::{DatabaseBackend, DatabaseConfig, Workload};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::{
@@ -38,6 +38,7 @@ pub fn connect(path: impl Into<std::path::PathBuf>) -> ConnectBuilder {
     ConnectBuilder {
         config: DatabaseConfig::new(path),
         key_provider: None,
+        workload: Workload::Vectors,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn connect(path: impl Into<std::path::PathBuf>) -> ConnectBuilder {
 pub struct ConnectBuilder {
     config: DatabaseConfig,
     key_provider: Option<Box<dyn KeyProvider>>,
+    workload: Workload,
 }
 
 impl ConnectBuilder {
@@ -64,6 +66,14 @@ impl ConnectBuilder {
     /// Chooses the engine for vectors.
     pub fn backend(mut self, backend: DatabaseBackend) -> Self {
         self.config.workloads.vectors = backend;
+        self
+    }
+
+    /// Opens the engine the configuration assigns to this workload (default:
+    /// [`Workload::Vectors`]); e.g. `Workload::Analytics` opens DuckDB unless
+    /// `[workloads] analytics` names another engine.
+    pub fn workload(mut self, workload: Workload) -> Self {
+        self.workload = workload;
         self
     }
 
@@ -112,6 +122,8 @@ impl ConnectBuilder {
     /// Opens the database.
     pub async fn execute(self) -> Result<Database> {
         let config = self.config;
+        let engine = config.workloads.backend_for(self.workload);
+        refuse_unsupported_encryption(engine, &config)?;
         std::fs::create_dir_all(&config.path).map_err(|source| Error::Io {
             path: config.path.display().to_string(),
             source,
@@ -121,10 +133,25 @@ impl ConnectBuilder {
             &config.security,
             self.key_provider,
         )?);
-        let backend: Arc<dyn VectorDatabase> = match config.workloads.vectors {
+        let backend: Arc<dyn VectorDatabase> = match engine {
             #[cfg(feature = "lancedb")]
             DatabaseBackend::LanceDb => {
                 Arc::new(crate::backend::lance::LanceBackend::open(&config, &security).await?)
+            }
+            #[cfg(feature = "sqlite")]
+            DatabaseBackend::Sqlite => {
+                Arc::new(crate::backend::sqlite::SqliteBackend::open(&config).await?)
+            }
+            #[cfg(feature = "duckdb")]
+            DatabaseBackend::DuckDb => {
+                Arc::new(crate::backend::duckdb::DuckDbBackend::open(&config).await?)
+            }
+            #[cfg(feature = "postgres")]
+            DatabaseBackend::Postgres => {
+                return Err(Error::Unsupported {
+                    feature: "opening PostgreSQL through connect() in this build".into(),
+                    backend: "postgres".into(),
+                });
             }
             other => {
                 return Err(Error::FeatureDisabled {
@@ -137,6 +164,22 @@ impl ConnectBuilder {
         db.security = Some(security);
         Ok(db)
     }
+}
+
+/// SQLite and DuckDB files are not encrypted by hanzo-db: refuse to open them
+/// while encryption at rest is asked for, rather than store plaintext silently.
+fn refuse_unsupported_encryption(engine: DatabaseBackend, config: &DatabaseConfig) -> Result<()> {
+    let embedded_sql = (engine == DatabaseBackend::Sqlite && cfg!(feature = "sqlite"))
+        || (engine == DatabaseBackend::DuckDb && cfg!(feature = "duckdb"));
+    if embedded_sql && config.security.encryption {
+        return Err(Error::Unsupported {
+            feature: "encryption at rest (open it with encryption off: `.encryption(false)`, \
+                      `--no-encryption`, or `[security] encryption = false`)"
+                .into(),
+            backend: engine.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// An open database. Clone it freely: clones share the engine.

@@ -46,6 +46,10 @@
 //!
 //! ## Crate features
 //! - `lancedb` (default): the LanceDB engine.
+//! - `sqlite`: SQLite + sqlite-vec, one file, lightweight embedded use
+//!   ([`backend::sqlite::SqliteBackend`]).
+//! - `duckdb`: DuckDB, analytics over the same tables, Parquet export
+//!   ([`backend::duckdb::DuckDbBackend`]).
 //!
 //! Choosing a backend whose feature is off returns [`Error::FeatureDisabled`]
 //! naming the feature.
@@ -64,7 +68,9 @@ mod schema;
 pub mod security;
 
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
-pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, Workloads};
+pub use config::{
+    DatabaseBackend, DatabaseConfig, LanceOptions, PostgresOptions, Workload, Workloads,
+};
 pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};
 pub use error::{Error, Result};
 pub use filter::Filter;
