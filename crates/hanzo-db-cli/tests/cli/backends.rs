@@ -76,7 +76,8 @@ fn everyday_commands(engine: &str) {
         String::from_utf8_lossy(&refused.stderr)
     );
     // Unsupported operations say so and exit 1.
-    let idx = env.run(&with(&["index", "create", "items", "--type", "ivf_pq"]));
+    let args = with(&["index", "create", "items", "--type", "ivf_pq"]);
+    let idx = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(idx.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&idx.stderr).contains("not supported by the"));
 }
