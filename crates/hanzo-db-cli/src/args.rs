@@ -35,6 +35,20 @@ pub struct Cli {
     /// Store data unencrypted (an explicit opt-out; `security status` reports it).
     #[arg(long, global = true)]
     pub no_encryption: bool,
+    /// Storage engine (default: the config file's `[workloads] vectors`, else
+    /// lancedb). sqlite and duckdb keep one unencrypted file: use them with
+    /// --no-encryption. For `bench`: the engine measured.
+    #[arg(
+        long,
+        global = true,
+        env = "HANZO_DB_BACKEND",
+        value_name = "ENGINE",
+        value_parser = ["lancedb", "sqlite", "duckdb", "postgres"]
+    )]
+    pub backend: Option<String>,
+    /// PostgreSQL connection URL (for --backend postgres).
+    #[arg(long, global = true, env = "HANZO_DB_PG_URL", value_name = "URL")]
+    pub pg_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -63,7 +63,44 @@ impl std::fmt::Display for DatabaseBackend {
     }
 }
 
-/// Which engine serves each workload.
+/// A kind of work the configuration assigns an engine to (see [`Workloads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Vector storage and search (the default).
+    #[default]
+    Vectors,
+    /// Analytics: SQL aggregates over the stored records.
+    Analytics,
+    /// Transactional workloads.
+    Transactional,
+}
+
+impl std::str::FromStr for Workload {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "vectors" | "vector" => Self::Vectors,
+            "analytics" => Self::Analytics,
+            "transactional" | "oltp" => Self::Transactional,
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown workload `{other}`: use vectors, analytics or transactional"
+                )));
+            }
+        })
+    }
+}
+
+/// Which engine serves each workload. In TOML, the `[workloads]` table
+/// (also accepted as `[backends]`):
+///
+/// ```
+/// let cfg = hanzo_db::DatabaseConfig::from_toml_str(
+///     "[backends]\nvectors = \"sqlite\"\nanalytics = \"duckdb\"\n",
+/// ).unwrap();
+/// assert_eq!(cfg.workloads.backend_for(hanzo_db::Workload::Vectors), hanzo_db::DatabaseBackend::Sqlite);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Workloads {
@@ -73,6 +110,17 @@ pub struct Workloads {
     pub analytics: DatabaseBackend,
     /// Transactional workloads.
     pub transactional: DatabaseBackend,
+}
+
+impl Workloads {
+    /// The engine configured for a workload.
+    pub fn backend_for(&self, workload: Workload) -> DatabaseBackend {
+        match workload {
+            Workload::Vectors => self.vectors,
+            Workload::Analytics => self.analytics,
+            Workload::Transactional => self.transactional,
+        }
+    }
 }
 
 impl Default for Workloads {
@@ -140,7 +188,8 @@ impl Default for PostgresOptions {
 pub struct DatabaseConfig {
     /// Directory of the database (created if missing).
     pub path: PathBuf,
-    /// Engine per workload.
+    /// Engine per workload (`[workloads]`, or `[backends]`, in TOML).
+    #[serde(alias = "backends")]
     pub workloads: Workloads,
     /// Largest image, audio or other blob accepted, in bytes.
     pub max_blob_bytes: usize,
@@ -209,8 +258,8 @@ impl DatabaseConfig {
     /// `HANZO_DB_MAX_BLOB_BYTES`, `HANZO_DB_AUTO_COMPACT_EVERY`,
     /// `HANZO_DB_KEEP_VERSIONS_SECS`, `HANZO_DB_ENCRYPTION` (on/off),
     /// `HANZO_DB_PASSPHRASE_ENV` (name of the variable holding the passphrase),
-    /// `HANZO_DB_KEY_FILE`, `HANZO_DB_POSTGRES_URL`, `HANZO_DB_POSTGRES_SCHEMA`
-    /// and `HANZO_DB_REDIS_URL` (turns the Redis cache on) when set.
+    /// `HANZO_DB_KEY_FILE`, `HANZO_DB_POSTGRES_URL` (or `HANZO_DB_PG_URL`),
+    /// `HANZO_DB_POSTGRES_SCHEMA` and `HANZO_DB_REDIS_URL` (turns the Redis cache on) when set.
     pub fn with_env(self) -> Result<Self> {
         self.with_vars(|k| std::env::var(k).ok())
     }
@@ -225,6 +274,9 @@ impl DatabaseConfig {
         }
         if let Some(v) = var("HANZO_DB_BACKEND") {
             self.workloads.vectors = v.parse()?;
+        }
+        if let Some(v) = var("HANZO_DB_PG_URL") {
+            self.postgres.url = Some(v);
         }
         if let Some(v) = var("HANZO_DB_MAX_BLOB_BYTES") {
             self.max_blob_bytes = num("HANZO_DB_MAX_BLOB_BYTES", v)?;

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use futures::StreamExt;
 
 use crate::backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
-use crate::config::{DatabaseBackend, DatabaseConfig};
+use crate::config::{DatabaseBackend, DatabaseConfig, Workload};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::query::{
@@ -38,6 +38,7 @@ pub fn connect(path: impl Into<std::path::PathBuf>) -> ConnectBuilder {
     ConnectBuilder {
         config: DatabaseConfig::new(path),
         key_provider: None,
+        workload: Workload::Vectors,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn connect(path: impl Into<std::path::PathBuf>) -> ConnectBuilder {
 pub struct ConnectBuilder {
     config: DatabaseConfig,
     key_provider: Option<Box<dyn KeyProvider>>,
+    workload: Workload,
 }
 
 impl ConnectBuilder {
@@ -84,6 +86,14 @@ impl ConnectBuilder {
     /// engine (feature `redis`).
     pub fn redis_cache(mut self, cache: crate::cache::CacheConfig) -> Self {
         self.config.cache = Some(cache);
+        self
+    }
+
+    /// Opens the engine the configuration assigns to this workload (default:
+    /// [`Workload::Vectors`]); e.g. `Workload::Analytics` opens DuckDB unless
+    /// `[workloads] analytics` names another engine.
+    pub fn workload(mut self, workload: Workload) -> Self {
+        self.workload = workload;
         self
     }
 
@@ -132,9 +142,11 @@ impl ConnectBuilder {
     /// Opens the database.
     pub async fn execute(self) -> Result<Database> {
         let config = self.config;
+        let engine = config.workloads.backend_for(self.workload);
+        refuse_unsupported_encryption(engine, &config)?;
         // A server engine: no local directory, and encryption at rest is the server's.
         #[cfg(feature = "postgres")]
-        if config.workloads.vectors == DatabaseBackend::Postgres {
+        if engine == DatabaseBackend::Postgres {
             let engine =
                 crate::backend::postgres::PostgresBackend::connect(&config.postgres).await?;
             let backend = crate::cache::wrap(Arc::new(engine), config.cache.as_ref())?;
@@ -149,10 +161,25 @@ impl ConnectBuilder {
             &config.security,
             self.key_provider,
         )?);
-        let backend: Arc<dyn VectorDatabase> = match config.workloads.vectors {
+        let backend: Arc<dyn VectorDatabase> = match engine {
             #[cfg(feature = "lancedb")]
             DatabaseBackend::LanceDb => {
                 Arc::new(crate::backend::lance::LanceBackend::open(&config, &security).await?)
+            }
+            #[cfg(feature = "sqlite")]
+            DatabaseBackend::Sqlite => {
+                Arc::new(crate::backend::sqlite::SqliteBackend::open(&config).await?)
+            }
+            #[cfg(feature = "duckdb")]
+            DatabaseBackend::DuckDb => {
+                Arc::new(crate::backend::duckdb::DuckDbBackend::open(&config).await?)
+            }
+            #[cfg(feature = "postgres")]
+            DatabaseBackend::Postgres => {
+                // Opened above, before any local directory is made.
+                return Err(Error::Config(
+                    "PostgreSQL is opened before the local engines".into(),
+                ));
             }
             other => {
                 return Err(Error::FeatureDisabled {
@@ -166,6 +193,22 @@ impl ConnectBuilder {
         db.security = Some(security);
         Ok(db)
     }
+}
+
+/// SQLite and DuckDB files are not encrypted by hanzo-db: refuse to open them
+/// while encryption at rest is asked for, rather than store plaintext silently.
+fn refuse_unsupported_encryption(engine: DatabaseBackend, config: &DatabaseConfig) -> Result<()> {
+    let embedded_sql = (engine == DatabaseBackend::Sqlite && cfg!(feature = "sqlite"))
+        || (engine == DatabaseBackend::DuckDb && cfg!(feature = "duckdb"));
+    if embedded_sql && config.security.encryption {
+        return Err(Error::Unsupported {
+            feature: "encryption at rest (open it with encryption off: `.encryption(false)`, \
+                      `--no-encryption`, or `[security] encryption = false`)"
+                .into(),
+            backend: engine.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// An open database. Clone it freely: clones share the engine.

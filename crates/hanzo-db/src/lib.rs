@@ -50,6 +50,10 @@
 //!   with [`DatabaseBackend::Postgres`] and a URL ([`ConnectBuilder::postgres_url`]).
 //! - `redis`: a Redis cache of search results and records in front of any
 //!   engine ([`cache`]), turned on with [`ConnectBuilder::redis_cache`].
+//! - `sqlite`: SQLite + sqlite-vec, one file, lightweight embedded use
+//!   ([`backend::sqlite::SqliteBackend`]).
+//! - `duckdb`: DuckDB, analytics over the same tables, Parquet export
+//!   ([`backend::duckdb::DuckDbBackend`]).
 //!
 //! Choosing a backend whose feature is off returns [`Error::FeatureDisabled`]
 //! naming the feature.
@@ -70,7 +74,9 @@ pub mod security;
 
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 pub use cache::{CacheConfig, CacheStats};
-pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, PostgresOptions, Workloads};
+pub use config::{
+    DatabaseBackend, DatabaseConfig, LanceOptions, PostgresOptions, Workload, Workloads,
+};
 pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};
 pub use error::{Error, Result};
 pub use filter::Filter;

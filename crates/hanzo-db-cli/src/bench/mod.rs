@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hanzo_db::{Database, FieldType, IndexSpec, MultimodalRecord, TableSchema};
+use hanzo_db::{Database, DatabaseBackend, FieldType, IndexSpec, MultimodalRecord, TableSchema};
 use serde_json::{Value, json};
 
 use crate::args::{Bench, BenchIndex, Encrypted};
@@ -41,20 +41,36 @@ pub const FIGURES: &[(&str, &str)] = &[
     ("peak_rss_bytes", "peak resident memory, bytes"),
 ];
 
-pub async fn run(ctx: &Ctx, a: Bench) -> anyhow::Result<()> {
-    let modes: Vec<bool> = match a.encrypted {
+/// Whether hanzo-db encrypts this engine's files at rest.
+fn encrypts(backend: DatabaseBackend) -> bool {
+    backend == DatabaseBackend::LanceDb
+}
+
+pub async fn run(ctx: &Ctx, a: Bench, backend: DatabaseBackend) -> anyhow::Result<()> {
+    let mut modes: Vec<bool> = match a.encrypted {
         Encrypted::Off => vec![false],
         Encrypted::On => vec![true],
         Encrypted::Both => vec![true, false],
     };
+    let mut notes = Vec::new();
+    if !encrypts(backend) && modes.contains(&true) {
+        notes.push(format!(
+            "encryption at rest: hanzo-db does not encrypt {backend} files; measured unencrypted"
+        ));
+        modes = vec![false];
+    }
     let root = ctx.db.config().path.join("bench");
     let mut docs = Vec::new();
     for encrypted in modes {
         ctx.out.note(format!(
-            "bench: encryption {}",
+            "bench: {backend}, encryption {}",
             if encrypted { "on" } else { "off" }
         ));
-        docs.push((encrypted, run_one(ctx, &a, &root, encrypted).await?));
+        let mut doc = run_one(ctx, &a, &root, encrypted, backend).await?;
+        if let Some(list) = doc["notes"].as_array_mut() {
+            list.extend(notes.iter().map(|n| Value::from(n.as_str())));
+        }
+        docs.push((encrypted, doc));
     }
     let doc = if docs.len() == 1 {
         docs.pop().expect("one").1
@@ -97,7 +113,21 @@ fn render(doc: &Value) -> String {
         .first()
         .map(|(_, d)| d["params"].to_string())
         .unwrap_or_default();
-    format!("{}\nparams: {params}", table(&headers, &rows))
+    let notes: Vec<String> = cols
+        .first()
+        .and_then(|(_, d)| d["notes"].as_array())
+        .map(|n| {
+            n.iter()
+                .filter_map(Value::as_str)
+                .map(|s| format!("\nnote: {s}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{}\nparams: {params}{}",
+        table(&headers, &rows),
+        notes.concat()
+    )
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -175,12 +205,24 @@ impl Source {
     }
 }
 
-async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::Result<Value> {
+async fn run_one(
+    ctx: &Ctx,
+    a: &Bench,
+    root: &Path,
+    encrypted: bool,
+    backend: DatabaseBackend,
+) -> anyhow::Result<Value> {
     anyhow::ensure!(
         a.k > 0 && a.queries > 0,
         "--k and --queries must be at least 1"
     );
-    let dir: PathBuf = root.join(if encrypted { "encrypted" } else { "plain" });
+    let mode = if encrypted { "encrypted" } else { "plain" };
+    let dir: PathBuf = if backend == DatabaseBackend::LanceDb {
+        root.join(mode)
+    } else {
+        root.join(format!("{mode}-{backend}"))
+    };
+    let mut notes: Vec<String> = Vec::new();
     for d in [dir.clone(), root.join("keys")] {
         if d.exists() {
             std::fs::remove_dir_all(&d)?;
@@ -235,7 +277,7 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     let mut truth_filtered = TopK::new(queries[..gt_n].to_vec(), a.k);
 
     let db = hanzo_db::connect(dir.clone())
-        .config(bench_config(&dir, root, encrypted))
+        .config(bench_config(ctx, &dir, root, encrypted, backend))
         .execute()
         .await?;
     let schema = TableSchema::new(dim).field("bucket", FieldType::Int);
@@ -294,15 +336,32 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     if let Some(spec) = &spec {
         ctx.out.note(format!("bench: building {spec:?}"));
         let t = Instant::now();
-        db.create_index("bench", spec.clone()).await?;
-        db.create_index(
-            "bench",
-            IndexSpec::Scalar {
-                column: "bucket".into(),
-            },
-        )
-        .await?;
-        index_build_s = Some(t.elapsed().as_secs_f64());
+        let built = match db.create_index("bench", spec.clone()).await {
+            Err(hanzo_db::Error::Unsupported { feature, .. }) => {
+                notes.push(format!(
+                    "index {spec:?} skipped: {feature} not supported by {backend}; searches are exact"
+                ));
+                false
+            }
+            other => other.map(|()| true)?,
+        };
+        match db
+            .create_index(
+                "bench",
+                IndexSpec::Scalar {
+                    column: "bucket".into(),
+                },
+            )
+            .await
+        {
+            Err(hanzo_db::Error::Unsupported { feature, .. }) => notes.push(format!(
+                "scalar index on `bucket` skipped: {feature} not supported by {backend}"
+            )),
+            other => other?,
+        }
+        if built {
+            index_build_s = Some(t.elapsed().as_secs_f64());
+        }
     }
 
     // Queries one at a time.
@@ -427,7 +486,7 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     drop(db);
     let t = Instant::now();
     let db = hanzo_db::connect(dir.clone())
-        .config(bench_config(&dir, root, encrypted))
+        .config(bench_config(ctx, &dir, root, encrypted, backend))
         .execute()
         .await?;
     search(&db, &queries[0], false).await?;
@@ -455,9 +514,10 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
             "n": n, "dim": dim, "queries": queries.len(), "ground_truth_queries": gt_n, "k": a.k,
             "index": spec, "nprobes": a.nprobes, "refine": a.refine, "batch": a.batch,
             "dataset": a.dataset.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("synthetic(seed={})", a.seed)),
-            "encrypted": encrypted, "backend": "lancedb", "single_insert_window_ms": a.single_ms,
+            "encrypted": encrypted, "backend": backend.to_string(), "single_insert_window_ms": a.single_ms,
             "filter": {"bucket": 3}, "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
         },
+        "notes": notes,
         "machine": machine(),
         "version": env!("CARGO_PKG_VERSION"),
     });
@@ -468,8 +528,16 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     Ok(doc)
 }
 
-fn bench_config(dir: &Path, root: &Path, encrypted: bool) -> hanzo_db::DatabaseConfig {
+fn bench_config(
+    ctx: &Ctx,
+    dir: &Path,
+    root: &Path,
+    encrypted: bool,
+    backend: DatabaseBackend,
+) -> hanzo_db::DatabaseConfig {
     let mut cfg = hanzo_db::DatabaseConfig::new(dir);
+    cfg.workloads.vectors = backend;
+    cfg.postgres = ctx.db.config().postgres.clone();
     cfg.security.encryption = encrypted;
     // The benchmark's key file lives beside (not inside) its database and goes with it.
     cfg.security.key = hanzo_db::KeyConfig::Default {

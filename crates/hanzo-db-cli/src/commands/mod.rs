@@ -6,7 +6,7 @@ mod demo;
 mod search;
 
 use anyhow::Context;
-use hanzo_db::{Database, DatabaseConfig, DistanceMetric, FieldType, TableSchema};
+use hanzo_db::{Database, DatabaseBackend, DatabaseConfig, DistanceMetric, FieldType, TableSchema};
 
 use crate::args::{Cli, Command, KeyCmd, SecurityCmd};
 use crate::output::Out;
@@ -39,6 +39,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = &cli.key_file {
         config.security.key = hanzo_db::KeyConfig::KeyFile { path: path.clone() };
     }
+    let backend: Option<DatabaseBackend> = cli
+        .backend
+        .as_deref()
+        .map(str::parse::<DatabaseBackend>)
+        .transpose()?;
+    if let Some(url) = &cli.pg_url {
+        config.postgres.url = Some(url.clone());
+    }
+    // `bench --backend X` measures X in its own databases; the handle it is
+    // given only supplies the path and output settings.
+    let measured = match &cli.command {
+        Command::Bench(_) => backend.unwrap_or(config.workloads.vectors),
+        _ => {
+            if let Some(b) = backend {
+                config.workloads.vectors = b;
+            }
+            config.workloads.vectors
+        }
+    };
+    if matches!(cli.command, Command::Bench(_)) {
+        config.workloads.vectors = DatabaseBackend::LanceDb;
+    }
     let db = hanzo_db::connect(config.path.clone())
         .config(config)
         .execute()
@@ -61,7 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tag { name, version, tag } => admin::tag(&ctx, &name, version, &tag).await,
         Command::Compact { name } => admin::compact(&ctx, &name).await,
         Command::Stats { name } => admin::stats(&ctx, name.as_deref()).await,
-        Command::Bench(a) => crate::bench::run(&ctx, a).await,
+        Command::Bench(a) => crate::bench::run(&ctx, a, measured).await,
         Command::Security(SecurityCmd::Status) => admin::security_status(&ctx),
         Command::Key(KeyCmd::Rotate {
             data_key,

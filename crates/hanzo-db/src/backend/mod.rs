@@ -14,10 +14,16 @@
 //! Capabilities an engine lacks return [`Error::Unsupported`], never a silent
 //! substitute: the provided methods below do exactly that.
 
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
 #[cfg(feature = "lancedb")]
 pub mod lance;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "duckdb"))]
+pub(crate) mod sql;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

@@ -26,6 +26,19 @@ pub async fn lance_db_plain() -> TempDb {
     TempDb { db, dir }
 }
 
+/// An embedded SQL engine (SQLite or DuckDB), which hanzo-db does not encrypt.
+#[allow(dead_code)]
+pub async fn sql_db(backend: hanzo_db::DatabaseBackend) -> TempDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = connect_in(dir.path())
+        .backend(backend)
+        .encryption(false)
+        .execute()
+        .await
+        .expect("open");
+    TempDb { db, dir }
+}
+
 /// `connect` to `<dir>/db`, its default key file kept in `<dir>/keys`
 /// (outside the database, as in real use, but inside the test's temp dir).
 pub fn connect_in(dir: &std::path::Path) -> hanzo_db::ConnectBuilder {

@@ -25,7 +25,10 @@ impl Harness for crate::common::TempDb {
     fn reopen(&self) -> Pin<Box<dyn Future<Output = Database> + Send + '_>> {
         Box::pin(async move {
             let encrypted = self.db.security_status().expect("status").is_encrypted;
+            let backend: hanzo_db::DatabaseBackend =
+                self.db.backend().backend_name().parse().expect("backend");
             crate::common::connect_in(self.dir.path())
+                .backend(backend)
                 .encryption(encrypted)
                 .execute()
                 .await
@@ -478,3 +481,13 @@ conformance!(lancedb_unencrypted, crate::common::lance_db_plain());
 conformance!(postgres, crate::postgres::pg_db());
 #[cfg(feature = "redis")]
 conformance!(redis_cache_over_lancedb, crate::redis_cache::cached_lance());
+#[cfg(feature = "sqlite")]
+conformance!(
+    sqlite,
+    crate::common::sql_db(hanzo_db::DatabaseBackend::Sqlite)
+);
+#[cfg(feature = "duckdb")]
+conformance!(
+    duckdb,
+    crate::common::sql_db(hanzo_db::DatabaseBackend::DuckDb)
+);

@@ -4,6 +4,7 @@
 mod common;
 mod conformance;
 mod core_spec;
+mod embedded_sql;
 mod encryption;
 mod indexes;
 #[cfg(feature = "postgres")]
