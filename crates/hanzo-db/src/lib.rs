@@ -46,6 +46,7 @@
 //!
 //! ## Crate features
 //! - `lancedb` (default): the LanceDB engine.
+//! - `hot`: the in-memory HNSW index in front of LanceDB ([`hot`]).
 //!
 //! Choosing a backend whose feature is off returns [`Error::FeatureDisabled`]
 //! naming the feature.
@@ -58,13 +59,17 @@ mod config;
 mod database;
 mod error;
 pub mod filter;
+#[cfg(feature = "hot")]
+pub mod hot;
 pub mod query;
 mod record;
 mod schema;
 pub mod security;
 
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
-pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, Workloads};
+pub use config::{
+    DatabaseBackend, DatabaseConfig, HotConfig, HotQuantization, LanceOptions, Workloads,
+};
 pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};
 pub use error::{Error, Result};
 pub use filter::Filter;

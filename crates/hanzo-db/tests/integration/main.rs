@@ -5,6 +5,7 @@ mod common;
 mod conformance;
 mod core_spec;
 mod encryption;
+mod hot_index;
 mod indexes;
 mod search;
 mod security_keys;
