@@ -182,6 +182,68 @@ impl Default for PostgresOptions {
     }
 }
 
+/// How the in-memory index stores vectors (see [`HotConfig::quantization`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HotQuantization {
+    /// `i8` for cosine tables (vectors are normalised, so 8 bits keep the
+    /// angle well), `f16` for L2 and dot (whose distances depend on length).
+    #[default]
+    Auto,
+    /// Full precision.
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// 8-bit integers (cosine only: each vector is scaled by its length).
+    I8,
+}
+
+/// The hot in-memory index over each table (cargo feature `hot`): an HNSW
+/// graph of quantised vectors, kept in step with the table, with re-ranking
+/// by full-precision vectors while they fit the memory budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HotConfig {
+    /// Serve vector searches from memory (on by default).
+    pub enabled: bool,
+    /// Memory all hot tables together may use, in bytes. A table that does
+    /// not fit is served by LanceDB's own index.
+    pub memory_budget_bytes: u64,
+    /// How vectors are stored in the graph.
+    pub quantization: HotQuantization,
+    /// Graph degree (HNSW `M`).
+    pub connectivity: usize,
+    /// Search breadth while building (HNSW `ef_construction`).
+    pub expansion_add: usize,
+    /// Search breadth while querying (HNSW `ef`).
+    pub expansion_search: usize,
+    /// Candidates re-ranked with full-precision vectors, as a multiple of `k`.
+    pub rerank_factor: usize,
+    /// Tables with fewer rows than this are searched exactly (brute force).
+    pub exact_below: usize,
+    /// Save the index (encrypted) so that reopening does not rebuild it.
+    pub persist: bool,
+    /// Save again after this many writes (and when the database is closed).
+    pub persist_every_writes: u64,
+}
+
+impl Default for HotConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            memory_budget_bytes: 1536 * 1024 * 1024,
+            quantization: HotQuantization::Auto,
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 64,
+            rerank_factor: 4,
+            exact_below: 2048,
+            persist: true,
+            persist_every_writes: 1000,
+        }
+    }
+}
+
 /// Everything needed to open a database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -206,6 +268,8 @@ pub struct DatabaseConfig {
     pub postgres: PostgresOptions,
     /// A Redis cache in front of the engine (feature `redis`); off when `None`.
     pub cache: Option<crate::cache::CacheConfig>,
+    /// The hot in-memory index (feature `hot`).
+    pub hot: HotConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -220,6 +284,7 @@ impl Default for DatabaseConfig {
             security: crate::security::SecurityConfig::default(),
             postgres: PostgresOptions::default(),
             cache: None,
+            hot: HotConfig::default(),
         }
     }
 }
@@ -259,7 +324,8 @@ impl DatabaseConfig {
     /// `HANZO_DB_KEEP_VERSIONS_SECS`, `HANZO_DB_ENCRYPTION` (on/off),
     /// `HANZO_DB_PASSPHRASE_ENV` (name of the variable holding the passphrase),
     /// `HANZO_DB_KEY_FILE`, `HANZO_DB_POSTGRES_URL` (or `HANZO_DB_PG_URL`),
-    /// `HANZO_DB_POSTGRES_SCHEMA` and `HANZO_DB_REDIS_URL` (turns the Redis cache on) when set.
+    /// `HANZO_DB_POSTGRES_SCHEMA` and `HANZO_DB_REDIS_URL` (turns the Redis cache on)
+    /// and `HANZO_DB_HOT` (on/off) when set.
     pub fn with_env(self) -> Result<Self> {
         self.with_vars(|k| std::env::var(k).ok())
     }
@@ -311,6 +377,13 @@ impl DatabaseConfig {
             let mut cache = self.cache.take().unwrap_or_default();
             cache.redis_url = v;
             self.cache = Some(cache);
+        }
+        if let Some(v) = var("HANZO_DB_HOT") {
+            self.hot.enabled = match v.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => return Err(Error::Config(format!("HANZO_DB_HOT={v}: use on or off"))),
+            };
         }
         if let Some(v) = var("HANZO_DB_KEEP_VERSIONS_SECS") {
             self.keep_versions_secs = num("HANZO_DB_KEEP_VERSIONS_SECS", v)?;

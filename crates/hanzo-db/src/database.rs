@@ -117,6 +117,12 @@ impl ConnectBuilder {
         self
     }
 
+    /// Settings of the hot in-memory index (feature `hot`); `enabled: false` turns it off.
+    pub fn hot(mut self, hot: crate::config::HotConfig) -> Self {
+        self.config.hot = hot;
+        self
+    }
+
     /// Uses this key provider (e.g. an external KMS) instead of `key`.
     pub fn key_provider(mut self, provider: Box<dyn KeyProvider>) -> Self {
         self.key_provider = Some(provider);
@@ -161,7 +167,8 @@ impl ConnectBuilder {
             &config.security,
             self.key_provider,
         )?);
-        let backend: Arc<dyn VectorDatabase> = match engine {
+        #[cfg_attr(not(feature = "hot"), allow(unused_mut))]
+        let mut backend: Arc<dyn VectorDatabase> = match engine {
             #[cfg(feature = "lancedb")]
             DatabaseBackend::LanceDb => {
                 Arc::new(crate::backend::lance::LanceBackend::open(&config, &security).await?)
@@ -188,9 +195,24 @@ impl ConnectBuilder {
                 });
             }
         };
+        #[cfg(feature = "hot")]
+        let hot = if config.hot.enabled && engine == DatabaseBackend::LanceDb {
+            let hot = Arc::new(
+                crate::hot::HotIndex::open(backend, &config.path, config.hot.clone(), &security)
+                    .await?,
+            );
+            backend = hot.clone();
+            Some(hot)
+        } else {
+            None
+        };
         let backend = crate::cache::wrap(backend, config.cache.as_ref())?;
         let mut db = Database::from_backend(backend, config);
         db.security = Some(security);
+        #[cfg(feature = "hot")]
+        {
+            db.hot = hot;
+        }
         Ok(db)
     }
 }
@@ -221,6 +243,8 @@ pub struct Database {
     /// Writes between automatic compactions; 0 when off or the engine cannot compact.
     compact_every: u64,
     security: Option<Arc<Security>>,
+    #[cfg(feature = "hot")]
+    hot: Option<Arc<crate::hot::HotIndex>>,
 }
 
 impl Database {
@@ -238,7 +262,38 @@ impl Database {
             schemas: Arc::default(),
             writes: Arc::default(),
             security: None,
+            #[cfg(feature = "hot")]
+            hot: None,
         }
+    }
+
+    /// Which path serves a table's vector searches (`hot`, `building` or
+    /// `lance`) and its in-memory figures; `None` when the hot index is off
+    /// or has not seen the table yet.
+    #[cfg(feature = "hot")]
+    pub fn hot_status(&self, table: &str) -> Option<crate::hot::HotStatus> {
+        self.hot.as_ref().and_then(|h| h.status(table))
+    }
+
+    /// Waits (at most `timeout`) until a table's hot index is built and holds
+    /// every written row, or the table is handed to LanceDB; returns its
+    /// status. `None` when the hot index is off.
+    #[cfg(feature = "hot")]
+    pub async fn wait_hot(
+        &self,
+        table: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<crate::hot::HotStatus>> {
+        match &self.hot {
+            Some(h) => h.wait_ready(table, timeout).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The hot index, when it is on.
+    #[cfg(feature = "hot")]
+    pub fn hot(&self) -> Option<&Arc<crate::hot::HotIndex>> {
+        self.hot.as_ref()
     }
 
     /// Encryption, keys and confidential-computing tier of this database.

@@ -54,6 +54,7 @@
 //!   ([`backend::sqlite::SqliteBackend`]).
 //! - `duckdb`: DuckDB, analytics over the same tables, Parquet export
 //!   ([`backend::duckdb::DuckDbBackend`]).
+//! - `hot`: the in-memory HNSW index in front of LanceDB ([`hot`]).
 //!
 //! Choosing a backend whose feature is off returns [`Error::FeatureDisabled`]
 //! naming the feature.
@@ -67,6 +68,8 @@ mod config;
 mod database;
 mod error;
 pub mod filter;
+#[cfg(feature = "hot")]
+pub mod hot;
 pub mod query;
 mod record;
 mod schema;
@@ -75,7 +78,8 @@ pub mod security;
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 pub use cache::{CacheConfig, CacheStats};
 pub use config::{
-    DatabaseBackend, DatabaseConfig, LanceOptions, PostgresOptions, Workload, Workloads,
+    DatabaseBackend, DatabaseConfig, HotConfig, HotQuantization, LanceOptions, PostgresOptions,
+    Workload, Workloads,
 };
 pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};
 pub use error::{Error, Result};

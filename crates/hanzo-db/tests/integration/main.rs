@@ -6,6 +6,7 @@ mod conformance;
 mod core_spec;
 mod embedded_sql;
 mod encryption;
+mod hot_index;
 mod indexes;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -1,0 +1,369 @@
+//! Background work: loading or building a table's index, folding new rows
+//! into the graph, and saving it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use usearch::Index;
+
+use crate::error::{Error, Result};
+use crate::query::Projection;
+
+use super::Shared;
+use super::mem::{Layout, Mem, search_threads, usearch_err};
+use super::persist::{self, Expect};
+use super::table::{After, State, TableHot, apply_to, claim, row_from};
+
+/// Rows moved into the graph per lock hold while folding.
+const FOLD_CHUNK: usize = 64;
+
+impl Shared {
+    /// Acts on what applying a write asked for.
+    pub(crate) fn follow(self: &Arc<Self>, t: &Arc<TableHot>, after: After) {
+        if after.rebuild {
+            self.spawn_build(t.clone());
+        } else if after.fold {
+            self.spawn_fold(t.clone());
+        } else if after.save {
+            self.spawn_save(t.clone());
+        }
+    }
+
+    fn layout_for(&self, t: &TableHot) -> Layout {
+        Layout {
+            dim: t.schema.dimension,
+            metric: t.schema.metric,
+            scalar: Layout::resolve(self.cfg.quantization, t.schema.metric),
+            keep_f32: true,
+        }
+    }
+
+    /// Loads the saved index if it matches the table's version, else builds.
+    pub(crate) fn spawn_start(self: &Arc<Self>, t: Arc<TableHot>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if me.cfg.persist && me.try_load(&t).await {
+                return;
+            }
+            me.build(t).await;
+        });
+    }
+
+    async fn try_load(self: &Arc<Self>, t: &Arc<TableHot>) -> bool {
+        let _w = t.writes.lock().await;
+        let Ok(version) = self.inner.version(&t.name).await else {
+            return false;
+        };
+        let me = self.clone();
+        let table = t.clone();
+        let layout = self.layout_for(t);
+        let loaded = tokio::task::spawn_blocking(move || {
+            persist::load(
+                &me.dir,
+                &table.name,
+                &me.sealing,
+                Expect {
+                    version,
+                    layout,
+                    cfg: &me.cfg,
+                    budget: &me.budget,
+                },
+            )
+        })
+        .await;
+        match loaded {
+            Ok(Ok(Some(mem))) => {
+                let fold = !mem.pending.is_empty();
+                t.generation.fetch_add(1, Ordering::AcqRel);
+                *t.state.write().expect("lock") = State::Hot(Box::new(mem));
+                if fold {
+                    self.spawn_fold(t.clone());
+                }
+                true
+            }
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(table = %t.name, error = %e, "saved hot index unusable; rebuilding");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(table = %t.name, error = %e, "loading the hot index failed; rebuilding");
+                false
+            }
+        }
+    }
+
+    pub(crate) fn spawn_build(self: &Arc<Self>, t: Arc<TableHot>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.build(t).await });
+    }
+
+    /// Builds a table's index from a scan of one version, then replays the
+    /// writes made meanwhile.
+    async fn build(self: &Arc<Self>, t: Arc<TableHot>) {
+        // Fix the version under the write lock: every later write is logged.
+        let (generation, version) = {
+            let _w = t.writes.lock().await;
+            let version = match self.inner.version(&t.name).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.give_up(&t, None, format!("cannot read the table version: {e}"));
+                    return;
+                }
+            };
+            let generation = t.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            *t.state.write().expect("lock") = State::Building {
+                ops: Vec::new(),
+                version: None,
+            };
+            (generation, version)
+        };
+        match self.build_at(&t, generation, version).await {
+            Ok(Some(mut mem)) => {
+                let mut state = t.state.write().expect("lock");
+                if t.generation.load(Ordering::Acquire) != generation
+                    || !matches!(*state, State::Building { .. })
+                {
+                    return;
+                }
+                let empty = State::Building {
+                    ops: Vec::new(),
+                    version: None,
+                };
+                let State::Building { ops, version: v } = std::mem::replace(&mut *state, empty)
+                else {
+                    unreachable!("checked above")
+                };
+                for op in ops {
+                    apply_to(&mut mem, op);
+                }
+                if let Some(v) = v {
+                    mem.version = v;
+                }
+                let fold = !mem.pending.is_empty();
+                *state = State::Hot(Box::new(mem));
+                drop(state);
+                if fold {
+                    self.spawn_fold(t.clone());
+                } else {
+                    self.spawn_save(t.clone());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.give_up(&t, Some(generation), e.to_string()),
+        }
+    }
+
+    fn give_up(&self, t: &TableHot, generation: Option<u64>, reason: String) {
+        if generation.is_some_and(|g| t.generation.load(Ordering::Acquire) != g) {
+            return;
+        }
+        tracing::info!(table = %t.name, %reason, "table served by LanceDB");
+        *t.state.write().expect("lock") = State::Lance { reason };
+    }
+
+    async fn build_at(
+        self: &Arc<Self>,
+        t: &Arc<TableHot>,
+        generation: u64,
+        version: u64,
+    ) -> Result<Option<Mem>> {
+        let n = self.inner.count(&t.name, None).await? as usize;
+        let mut layout = self.layout_for(t);
+        let slack = (1u64 << 20) + n as u64 / 8 * layout.row_bytes(self.cfg.connectivity);
+        let mut reserve = n as u64 * layout.row_bytes(self.cfg.connectivity) + slack;
+        if !self.budget.try_take(reserve) {
+            layout.keep_f32 = false;
+            let want = n as u64 * layout.row_bytes(self.cfg.connectivity) + slack;
+            if !self.budget.try_take(want) {
+                return Err(Error::InvalidArgument(format!(
+                    "{n} rows need about {want} bytes in memory; the hot index budget is {} bytes ({} in use)",
+                    self.budget.limit,
+                    self.budget.used.load(Ordering::Acquire)
+                )));
+            }
+            reserve = want;
+        }
+        let index = match layout.new_index(&self.cfg, n + n / 8 + 64) {
+            Ok(i) => Arc::new(i),
+            Err(e) => {
+                self.budget.give_back(reserve);
+                return Err(e);
+            }
+        };
+        let mut mem = Mem {
+            layout,
+            index,
+            ids: HashMap::with_capacity(n),
+            rows: HashMap::with_capacity(n),
+            pending: Vec::new(),
+            next_key: 0,
+            version,
+            from_disk: false,
+            dirty: 1,
+            reserved: reserve,
+            row_bytes: 0,
+            budget: self.budget.clone(),
+        };
+        let projection = Projection {
+            vector: true,
+            blobs: false,
+            metadata_keys: None,
+        };
+        let mut stream = self.inner.scan(&t.name, &projection, Some(version)).await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            if t.generation.load(Ordering::Acquire) != generation || self.is_closed() {
+                return Ok(None);
+            }
+            let mut work = Vec::with_capacity(batch.len());
+            for record in batch {
+                let mut row = row_from(record);
+                let v = if layout.keep_f32 {
+                    row.vector.clone()
+                } else {
+                    std::mem::take(&mut row.vector)
+                };
+                work.push((mem.add_built(row), v));
+            }
+            let need = mem.index.size() + work.len();
+            if need > mem.index.capacity() {
+                mem.index
+                    .reserve_capacity_and_threads(need + need / 2, search_threads())
+                    .map_err(usearch_err)?;
+            }
+            let index = mem.index.clone();
+            tokio::task::spawn_blocking(move || add_parallel(&index, &work))
+                .await
+                .map_err(|e| Error::engine("usearch", "hot index build", e))??;
+        }
+        Ok(Some(mem))
+    }
+
+    /// Moves pending rows into the graph, a few at a time, on a blocking thread.
+    pub(crate) fn spawn_fold(self: &Arc<Self>, t: Arc<TableHot>) {
+        if !claim(&t.folding) {
+            return;
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            loop {
+                let mut save = false;
+                let done = {
+                    let mut state = t.state.write().expect("lock");
+                    match &mut *state {
+                        State::Hot(mem) => match mem.fold(FOLD_CHUNK) {
+                            Ok(done) => {
+                                save = done
+                                    && me.cfg.persist
+                                    && mem.dirty >= me.cfg.persist_every_writes.max(1);
+                                done
+                            }
+                            Err(e) => {
+                                tracing::warn!(table = %t.name, error = %e, "folding failed; rebuilding");
+                                *state = State::Building {
+                                    ops: Vec::new(),
+                                    version: None,
+                                };
+                                drop(state);
+                                t.folding.store(false, Ordering::Release);
+                                let _ = me.runtime.spawn({
+                                    let me = me.clone();
+                                    let t = t.clone();
+                                    async move { me.build(t).await }
+                                });
+                                return;
+                            }
+                        },
+                        _ => true,
+                    }
+                };
+                if done {
+                    t.folding.store(false, Ordering::Release);
+                    // A write may have added rows after the last chunk.
+                    let more = matches!(&*t.state.read().expect("lock"),
+                        State::Hot(mem) if !mem.pending.is_empty());
+                    if more && claim(&t.folding) {
+                        continue;
+                    }
+                    if save {
+                        me.save_now(&t);
+                    }
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        });
+    }
+
+    pub(crate) fn spawn_save(self: &Arc<Self>, t: Arc<TableHot>) {
+        if !self.cfg.persist {
+            return;
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.save_now(&t));
+    }
+
+    /// Saves a table's state if it is hot and has unsaved writes.
+    pub(crate) fn save_now(&self, t: &TableHot) {
+        if !self.cfg.persist || !claim(&t.saving) {
+            return;
+        }
+        let saved = {
+            let state = t.state.read().expect("lock");
+            match &*state {
+                State::Hot(mem) if mem.dirty > 0 => {
+                    match persist::save(&self.dir, &t.name, mem, &self.sealing) {
+                        Ok(_) => Some((mem.dirty, mem.version)),
+                        Err(e) => {
+                            tracing::warn!(table = %t.name, error = %e, "saving the hot index failed");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            }
+        };
+        if let Some((dirty, version)) = saved {
+            if let State::Hot(mem) = &mut *t.state.write().expect("lock") {
+                if mem.version == version {
+                    mem.dirty = mem.dirty.saturating_sub(dirty);
+                }
+            }
+        }
+        t.saving.store(false, Ordering::Release);
+    }
+}
+
+/// Adds vectors to the graph from several threads (usearch allows
+/// concurrent inserts once capacity is reserved).
+fn add_parallel(index: &Index, work: &[(u64, Vec<f32>)]) -> Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads <= 1 || work.len() < 256 {
+        for (key, v) in work {
+            index.add(*key, v).map_err(usearch_err)?;
+        }
+        return Ok(());
+    }
+    let per = work.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = work
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || -> Result<()> {
+                    for (key, v) in chunk {
+                        index.add(*key, v).map_err(usearch_err)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("indexing thread panicked"))
+    })
+}

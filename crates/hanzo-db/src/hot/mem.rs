@@ -1,0 +1,330 @@
+//! One table's in-memory state: the usearch graph, the rows it points at
+//! (id, text, metadata, and full-precision vectors where kept), and the
+//! rows written since that are not yet in the graph.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Map, Value};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use crate::config::{HotConfig, HotQuantization};
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::schema::DistanceMetric;
+
+use super::search::row_matches;
+
+/// One record as the hot index holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub id: String,
+    pub text: Option<String>,
+    /// Metadata exactly as LanceDB returns it (typed fields and JSON keys).
+    pub meta: Map<String, Value>,
+    /// Full precision: kept for re-ranking, or only until the row is in the graph.
+    pub vector: Vec<f32>,
+}
+
+impl Row {
+    /// Bytes this row costs besides its vectors (a rough, conservative estimate).
+    pub fn payload_bytes(&self) -> u64 {
+        let meta: usize = self
+            .meta
+            .iter()
+            .map(|(k, v)| k.len() + 48 + json_size(v))
+            .sum();
+        (160 + self.id.len() * 2 + self.text.as_ref().map_or(0, String::len) + meta) as u64
+    }
+}
+
+fn json_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 24,
+        Value::Array(a) => a.iter().map(json_size).sum::<usize>() + 24,
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + 48 + json_size(v)).sum(),
+        _ => 16,
+    }
+}
+
+/// Keys a string id maps to (more than one only if an id was inserted twice).
+#[derive(Debug, Clone)]
+pub(crate) enum Keys {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Keys {
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Keys::One(k) => std::slice::from_ref(k),
+            Keys::Many(v) => v,
+        }
+    }
+}
+
+/// The memory all hot tables share.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    pub limit: u64,
+    pub used: AtomicU64,
+}
+
+impl Budget {
+    /// Takes `bytes` from the budget if they fit.
+    pub fn try_take(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u + bytes <= self.limit).then_some(u + bytes)
+            })
+            .is_ok()
+    }
+    pub fn give_back(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Graph settings of one table, fixed when its index is made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Layout {
+    pub dim: usize,
+    pub metric: DistanceMetric,
+    pub scalar: HotQuantization,
+    pub keep_f32: bool,
+}
+
+impl Layout {
+    /// The concrete quantisation for a metric (`Auto` resolved).
+    pub fn resolve(q: HotQuantization, metric: DistanceMetric) -> HotQuantization {
+        match (q, metric) {
+            (HotQuantization::Auto, DistanceMetric::Cosine) => HotQuantization::I8,
+            (HotQuantization::Auto, _) => HotQuantization::F16,
+            // i8 scales every vector to unit length: right for cosine only.
+            (HotQuantization::I8, m) if m != DistanceMetric::Cosine => HotQuantization::F16,
+            (q, _) => q,
+        }
+    }
+
+    pub fn scalar_bytes(&self) -> u64 {
+        match self.scalar {
+            HotQuantization::F32 => 4,
+            HotQuantization::F16 => 2,
+            HotQuantization::I8 | HotQuantization::Auto => 1,
+        }
+    }
+
+    /// Estimated bytes per row: quantised vector, graph links, key lookup,
+    /// the full-precision copy where kept, and a typical small payload.
+    pub fn row_bytes(&self, connectivity: usize) -> u64 {
+        let graph = (connectivity as u64) * 8 + 48;
+        let f32s = if self.keep_f32 {
+            self.dim as u64 * 4
+        } else {
+            0
+        };
+        self.dim as u64 * self.scalar_bytes() + graph + f32s + 200
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.scalar {
+            HotQuantization::F32 => "f32",
+            HotQuantization::F16 => "f16",
+            HotQuantization::I8 | HotQuantization::Auto => "i8",
+        }
+    }
+
+    /// A new, empty usearch index with room for `capacity` rows.
+    pub fn new_index(&self, cfg: &HotConfig, capacity: usize) -> Result<Index> {
+        let options = IndexOptions {
+            dimensions: self.dim,
+            metric: match self.metric {
+                DistanceMetric::L2 => MetricKind::L2sq,
+                DistanceMetric::Cosine => MetricKind::Cos,
+                DistanceMetric::Dot => MetricKind::IP,
+            },
+            quantization: match self.scalar {
+                HotQuantization::F32 => ScalarKind::F32,
+                HotQuantization::F16 => ScalarKind::F16,
+                HotQuantization::I8 | HotQuantization::Auto => ScalarKind::I8,
+            },
+            connectivity: cfg.connectivity,
+            expansion_add: cfg.expansion_add,
+            expansion_search: cfg.expansion_search,
+            multi: false,
+        };
+        let index = Index::new(&options).map_err(usearch_err)?;
+        index
+            .reserve_capacity_and_threads(capacity.max(64), search_threads())
+            .map_err(usearch_err)?;
+        Ok(index)
+    }
+}
+
+/// Thread contexts reserved in every index: more than can search at once.
+pub(crate) fn search_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 4 + 16).max(64)
+}
+
+pub(crate) fn usearch_err(e: impl std::fmt::Display) -> Error {
+    Error::engine("usearch", "hot index", e)
+}
+
+/// The in-memory state of one table while it is served hot.
+pub(crate) struct Mem {
+    pub layout: Layout,
+    pub index: Arc<Index>,
+    pub ids: HashMap<String, Keys>,
+    pub rows: HashMap<u64, Row>,
+    /// Keys written since the graph was built, not yet in it (searched exactly).
+    pub pending: Vec<u64>,
+    pub next_key: u64,
+    /// The table version this state reflects.
+    pub version: u64,
+    /// True when it was loaded from the saved file rather than built.
+    pub from_disk: bool,
+    /// Writes since it was last saved.
+    pub dirty: u64,
+    /// Bytes taken from the budget for this table.
+    pub reserved: u64,
+    /// Estimated bytes of rows (payload and full-precision vectors).
+    pub row_bytes: u64,
+    pub budget: Arc<Budget>,
+}
+
+impl std::fmt::Debug for Mem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mem")
+            .field("layout", &self.layout)
+            .field("rows", &self.rows.len())
+            .field("in_graph", &self.index.size())
+            .field("pending", &self.pending.len())
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Mem {
+    fn drop(&mut self) {
+        self.budget.give_back(self.reserved);
+    }
+}
+
+impl Mem {
+    pub fn live_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Rows waiting to be folded into the graph (deleted ones excluded).
+    pub fn pending_rows(&self) -> usize {
+        self.pending
+            .iter()
+            .filter(|k| self.rows.contains_key(k))
+            .count()
+    }
+
+    /// Estimated bytes this state needs: graph and quantised vectors per
+    /// row, plus the rows themselves.
+    pub fn needed_bytes(&self, connectivity: usize) -> u64 {
+        let per =
+            self.layout.dim as u64 * self.layout.scalar_bytes() + connectivity as u64 * 8 + 48;
+        self.rows.len() as u64 * per + self.row_bytes
+    }
+
+    /// Estimated bytes in use.
+    pub fn memory_bytes(&self) -> u64 {
+        self.index.memory_usage() as u64 + self.row_bytes
+    }
+
+    /// Adds a row (not yet in the graph). With `replace`, rows with the same id go first.
+    pub fn add_row(&mut self, row: Row, replace: bool) {
+        if replace {
+            self.remove_id(&row.id);
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        self.insert_loaded(key, row);
+        self.pending.push(key);
+        self.dirty += 1;
+    }
+
+    /// Adds a row that the caller puts in the graph itself; returns its key.
+    pub fn add_built(&mut self, row: Row) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.insert_loaded(key, row);
+        key
+    }
+
+    /// Records a row under a known key (no graph change).
+    pub fn insert_loaded(&mut self, key: u64, row: Row) {
+        self.row_bytes += row.payload_bytes() + row.vector.len() as u64 * 4;
+        match self.ids.get_mut(&row.id) {
+            None => {
+                self.ids.insert(row.id.clone(), Keys::One(key));
+            }
+            Some(slot) => {
+                let mut keys = slot.as_slice().to_vec();
+                keys.push(key);
+                *slot = Keys::Many(keys);
+            }
+        }
+        self.rows.insert(key, row);
+    }
+
+    /// Removes every row with this id; returns how many.
+    pub fn remove_id(&mut self, id: &str) -> usize {
+        let Some(keys) = self.ids.remove(id) else {
+            return 0;
+        };
+        for &key in keys.as_slice() {
+            if let Some(row) = self.rows.remove(&key) {
+                self.row_bytes = self
+                    .row_bytes
+                    .saturating_sub(row.payload_bytes() + row.vector.len() as u64 * 4);
+            }
+            if self.index.contains(key) {
+                // A soft delete in usearch; the slot is reused by later adds.
+                let _ = self.index.remove(key);
+            }
+        }
+        self.dirty += 1;
+        keys.as_slice().len()
+    }
+
+    /// Removes the rows a filter matches (the filter must be evaluable in memory).
+    pub fn remove_where(&mut self, filter: &Filter) -> usize {
+        let ids: Vec<String> = self
+            .rows
+            .values()
+            .filter(|r| row_matches(filter, r))
+            .map(|r| r.id.clone())
+            .collect();
+        ids.iter().map(|id| self.remove_id(id)).sum()
+    }
+
+    /// Moves up to `max` pending rows into the graph; returns true when none are left.
+    pub fn fold(&mut self, max: usize) -> Result<bool> {
+        let take = self.pending.len().min(max);
+        let keys: Vec<u64> = self.pending.drain(..take).collect();
+        let need = self.index.size() + keys.len();
+        if need > self.index.capacity() {
+            let grow = (self.index.capacity() * 2).max(need + 1024);
+            self.index
+                .reserve_capacity_and_threads(grow, search_threads())
+                .map_err(usearch_err)?;
+        }
+        for key in keys {
+            let Some(row) = self.rows.get_mut(&key) else {
+                continue;
+            };
+            self.index.add(key, &row.vector).map_err(usearch_err)?;
+            if !self.layout.keep_f32 {
+                self.row_bytes = self.row_bytes.saturating_sub(row.vector.len() as u64 * 4);
+                row.vector = Vec::new();
+            }
+        }
+        Ok(self.pending.is_empty())
+    }
+}

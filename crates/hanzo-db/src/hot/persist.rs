@@ -1,0 +1,356 @@
+//! Saving and loading a table's hot index, encrypted like everything else.
+//!
+//! One file per table, `<db>/.hanzo/hot/<table>.idx`: when the database is
+//! encrypted, an EVF1 object ([`crate::security::format`]) under the
+//! database's current data key; otherwise plain. Its plaintext is
+//!
+//! ```text
+//! "HZHOT1\n" | u32 header length | header (JSON) | rows | usearch buffer
+//! row = u64 key | u32 len, id | u32 len + 1 (0: none), text | u32 len, metadata JSON | u32 n, n × f32
+//! ```
+//!
+//! The header records the table version the file reflects; a file for any
+//! other version, dimension, metric or quantisation is not used. Files are
+//! written to a temporary name and renamed, so a crash leaves the old file
+//! or the new one.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{HotConfig, HotQuantization};
+use crate::error::{Error, Result};
+use crate::schema::DistanceMetric;
+use crate::security::format::{self, Algorithm, ChunkSize, Encryptor};
+use crate::security::store::KeySource;
+
+use super::mem::{Budget, Layout, Mem, Row, search_threads, usearch_err};
+
+const MAGIC: &[u8; 7] = b"HZHOT1\n";
+
+/// How files are encrypted (`None`: the database is not encrypted).
+#[derive(Debug, Clone)]
+pub(crate) struct Sealing {
+    pub keys: Option<Arc<dyn KeySource>>,
+    pub alg: Algorithm,
+    pub chunk: ChunkSize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    version: u64,
+    dim: usize,
+    metric: DistanceMetric,
+    scalar: HotQuantization,
+    keep_f32: bool,
+    next_key: u64,
+    rows: u64,
+    index_len: u64,
+}
+
+/// The file of a table's index.
+pub(crate) fn path_for(dir: &Path, table: &str) -> PathBuf {
+    dir.join(format!("{table}.idx"))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes plaintext straight to a file, or through the streaming encryptor.
+struct Sink {
+    file: std::io::BufWriter<std::fs::File>,
+    enc: Option<Encryptor>,
+    buf: Vec<u8>,
+}
+
+impl Sink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match &mut self.enc {
+            None => self.file.write_all(data),
+            Some(enc) => {
+                enc.update(data, &mut self.buf);
+                self.file.write_all(&self.buf)?;
+                self.buf.clear();
+                Ok(())
+            }
+        }
+    }
+    fn finish(mut self) -> std::io::Result<()> {
+        if let Some(enc) = self.enc.take() {
+            enc.finish(&mut self.buf);
+            self.file.write_all(&self.buf)?;
+        }
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+    }
+}
+
+/// Saves a table's state; returns the bytes written.
+pub(crate) fn save(dir: &Path, table: &str, mem: &Mem, sealing: &Sealing) -> Result<u64> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = path_for(dir, table);
+    let tmp = dir.join(format!(
+        ".{table}.{}.{}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = write_file(&tmp, mem, sealing).and_then(|n| {
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(n)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_file(tmp: &Path, mem: &Mem, sealing: &Sealing) -> Result<u64> {
+    let file = std::fs::File::create(tmp).map_err(io(tmp))?;
+    let enc = sealing.keys.as_ref().map(|keys| {
+        let (id, key) = keys.current();
+        Encryptor::new(&key, id, sealing.alg, sealing.chunk)
+    });
+    let mut sink = Sink {
+        file: std::io::BufWriter::with_capacity(1 << 20, file),
+        enc,
+        buf: Vec::new(),
+    };
+    let mut index = vec![0u8; mem.index.serialized_length()];
+    mem.index.save_to_buffer(&mut index).map_err(usearch_err)?;
+    let header = Header {
+        version: mem.version,
+        dim: mem.layout.dim,
+        metric: mem.layout.metric,
+        scalar: mem.layout.scalar,
+        keep_f32: mem.layout.keep_f32,
+        next_key: mem.next_key,
+        rows: mem.rows.len() as u64,
+        index_len: index.len() as u64,
+    };
+    let header = serde_json::to_vec(&header).expect("header serialises");
+    let mut written = 0u64;
+    let mut put = |sink: &mut Sink, data: &[u8]| -> Result<()> {
+        written += data.len() as u64;
+        sink.write(data).map_err(io(tmp))
+    };
+    put(&mut sink, MAGIC)?;
+    put(&mut sink, &(header.len() as u32).to_le_bytes())?;
+    put(&mut sink, &header)?;
+    let mut chunk = Vec::with_capacity(1 << 20);
+    for (key, row) in &mem.rows {
+        encode_row(*key, row, &mut chunk);
+        if chunk.len() >= 1 << 20 {
+            put(&mut sink, &chunk)?;
+            chunk.clear();
+        }
+    }
+    put(&mut sink, &chunk)?;
+    put(&mut sink, &index)?;
+    sink.finish().map_err(io(tmp))?;
+    Ok(written)
+}
+
+fn encode_row(key: u64, row: &Row, out: &mut Vec<u8>) {
+    out.extend_from_slice(&key.to_le_bytes());
+    out.extend_from_slice(&(row.id.len() as u32).to_le_bytes());
+    out.extend_from_slice(row.id.as_bytes());
+    match &row.text {
+        None => out.extend_from_slice(&0u32.to_le_bytes()),
+        Some(t) => {
+            out.extend_from_slice(&(t.len() as u32 + 1).to_le_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+    }
+    let meta = serde_json::to_vec(&row.meta).expect("metadata serialises");
+    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(&(row.vector.len() as u32).to_le_bytes());
+    for x in &row.vector {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end.ok_or_else(|| damaged("it ends early"))?;
+        let s = &self.data[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn string(&mut self, n: usize) -> Result<String> {
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| damaged("a string is not UTF-8"))
+    }
+}
+
+fn damaged(why: &str) -> Error {
+    Error::Integrity {
+        path: "hot index".into(),
+        reason: why.to_string(),
+    }
+}
+
+/// What a load expects the file to hold.
+pub(crate) struct Expect<'a> {
+    pub version: u64,
+    pub layout: Layout,
+    pub cfg: &'a HotConfig,
+    pub budget: &'a Arc<Budget>,
+}
+
+/// Loads a table's saved state if the file exists and matches. `Ok(None)`:
+/// no usable file (absent, another version or layout, or over budget).
+pub(crate) fn load(
+    dir: &Path,
+    table: &str,
+    sealing: &Sealing,
+    want: Expect<'_>,
+) -> Result<Option<Mem>> {
+    let path = path_for(dir, table);
+    let raw = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    let plain = match &sealing.keys {
+        Some(keys) => format::decrypt(&raw, |id| keys.get(id)).map_err(|e| Error::Integrity {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?,
+        None if raw.starts_with(&format::MAGIC[..]) => {
+            return Err(Error::Security {
+                reason: format!("{} is encrypted but the database is not", path.display()),
+            });
+        }
+        None => raw,
+    };
+    drop_early_if_wrong(&plain)?;
+    let mut r = Reader {
+        data: &plain,
+        at: MAGIC.len(),
+    };
+    let hlen = r.u32()? as usize;
+    let header: Header =
+        serde_json::from_slice(r.take(hlen)?).map_err(|_| damaged("bad header"))?;
+    let layout = want.layout;
+    if header.version != want.version
+        || header.dim != layout.dim
+        || header.metric != layout.metric
+        || header.scalar != layout.scalar
+    {
+        return Ok(None);
+    }
+    let layout = Layout {
+        keep_f32: header.keep_f32,
+        ..layout
+    };
+    let reserve = header.rows * layout.row_bytes(want.cfg.connectivity) + (1 << 20);
+    if !want.budget.try_take(reserve) {
+        return Ok(None);
+    }
+    let index = layout.new_index(want.cfg, 0);
+    let mut mem = Mem {
+        layout,
+        index: Arc::new(match index {
+            Ok(i) => i,
+            Err(e) => {
+                want.budget.give_back(reserve);
+                return Err(e);
+            }
+        }),
+        ids: HashMap::with_capacity(header.rows as usize),
+        rows: HashMap::with_capacity(header.rows as usize),
+        pending: Vec::new(),
+        next_key: header.next_key,
+        version: header.version,
+        from_disk: true,
+        dirty: 0,
+        reserved: reserve,
+        row_bytes: 0,
+        budget: want.budget.clone(),
+    };
+    for _ in 0..header.rows {
+        let key = r.u64()?;
+        let n = r.u32()? as usize;
+        let id = r.string(n)?;
+        let t = r.u32()? as usize;
+        let text = if t == 0 { None } else { Some(r.string(t - 1)?) };
+        let m = r.u32()? as usize;
+        let meta = serde_json::from_slice(r.take(m)?).map_err(|_| damaged("bad metadata"))?;
+        let v = r.u32()? as usize;
+        let bytes = r.take(v * 4)?;
+        let vector = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        mem.insert_loaded(
+            key,
+            Row {
+                id,
+                text,
+                meta,
+                vector,
+            },
+        );
+    }
+    let index_bytes = r.take(header.index_len as usize)?;
+    mem.index
+        .load_from_buffer(index_bytes)
+        .map_err(usearch_err)?;
+    let cap = (mem.index.size() + mem.index.size() / 4).max(1024);
+    mem.index
+        .reserve_capacity_and_threads(cap, search_threads())
+        .map_err(usearch_err)?;
+    mem.index.change_expansion_add(want.cfg.expansion_add);
+    mem.index.change_expansion_search(want.cfg.expansion_search);
+    // Rows saved before they reached the graph are pending again.
+    let mut pending: Vec<u64> = mem
+        .rows
+        .keys()
+        .copied()
+        .filter(|k| !mem.index.contains(*k))
+        .collect();
+    pending.sort_unstable();
+    mem.pending = pending;
+    Ok(Some(mem))
+}
+
+fn drop_early_if_wrong(plain: &[u8]) -> Result<()> {
+    if plain.starts_with(MAGIC) {
+        Ok(())
+    } else {
+        Err(damaged("not a hot index file"))
+    }
+}
+
+/// Removes a table's file, if any.
+pub(crate) fn remove(dir: &Path, table: &str) {
+    let _ = std::fs::remove_file(path_for(dir, table));
+}

@@ -1,0 +1,289 @@
+//! A table's hot state machine: building, hot, or served by LanceDB, and
+//! how writes are applied to it.
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::arrow::{batch_to_rows, records_to_batch};
+use crate::config::HotConfig;
+use crate::error::Result;
+use crate::filter::Filter;
+use crate::record::MultimodalRecord;
+use crate::schema::TableSchema;
+
+use super::mem::{Mem, Row};
+use super::search::evaluable;
+
+/// Which path serves a table's vector searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HotPath {
+    /// The in-memory index.
+    Hot,
+    /// The in-memory index is being built or loaded; LanceDB serves meanwhile.
+    Building,
+    /// LanceDB (and its own on-disk index): the table does not fit the
+    /// memory budget, or the hot index could not be built.
+    Lance,
+}
+
+impl std::fmt::Display for HotPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HotPath::Hot => "hot",
+            HotPath::Building => "building",
+            HotPath::Lance => "lance",
+        })
+    }
+}
+
+/// What the hot index knows of one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HotStatus {
+    /// The table.
+    pub table: String,
+    /// Which path serves its vector searches.
+    pub serving: HotPath,
+    /// Rows held in memory.
+    pub rows: u64,
+    /// Rows written but not yet in the graph (searched exactly meanwhile).
+    pub pending_rows: u64,
+    /// Estimated memory in use, bytes.
+    pub memory_bytes: u64,
+    /// How the graph stores vectors (`i8`, `f16`, `f32`).
+    pub quantization: Option<String>,
+    /// Whether full-precision vectors are kept in memory to re-rank candidates.
+    pub rerank: bool,
+    /// True when the index was loaded from its saved file instead of built.
+    pub loaded_from_disk: bool,
+    /// The table version the in-memory state reflects.
+    pub version: Option<u64>,
+    /// Why the table is not served hot, when it is not.
+    pub reason: Option<String>,
+}
+
+/// A write, as the hot state applies (or, while building, replays) it.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Insert(Vec<Row>),
+    Upsert(Vec<Row>),
+    DeleteIds(Vec<String>),
+    DeleteWhere(Filter),
+    /// A new version with the same contents (compaction, index build).
+    Touch,
+}
+
+#[derive(Debug)]
+pub(crate) enum State {
+    Building { ops: Vec<Op>, version: Option<u64> },
+    Hot(Box<Mem>),
+    Lance { reason: String },
+}
+
+/// One table under the hot index.
+#[derive(Debug)]
+pub(crate) struct TableHot {
+    pub name: String,
+    pub schema: TableSchema,
+    /// Held across a write to LanceDB and its application here, so both
+    /// happen in the same order.
+    pub writes: tokio::sync::Mutex<()>,
+    pub state: RwLock<State>,
+    /// Bumped by every (re)build; a build whose number is stale is dropped.
+    pub generation: AtomicU64,
+    pub folding: AtomicBool,
+    pub saving: AtomicBool,
+}
+
+/// What a caller must do after applying a write.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct After {
+    pub rebuild: bool,
+    pub fold: bool,
+    pub save: bool,
+}
+
+impl TableHot {
+    pub fn new(name: &str, schema: TableSchema, state: State) -> Self {
+        Self {
+            name: name.to_string(),
+            schema,
+            writes: tokio::sync::Mutex::new(()),
+            state: RwLock::new(state),
+            generation: AtomicU64::new(0),
+            folding: AtomicBool::new(false),
+            saving: AtomicBool::new(false),
+        }
+    }
+
+    /// Applies a committed write at `version` (when known).
+    pub fn apply(&self, op: Op, version: Option<u64>, cfg: &HotConfig) -> After {
+        let mut state = self.state.write().expect("lock");
+        let unevaluable = matches!(&op, Op::DeleteWhere(f) if !evaluable(f, &self.schema));
+        match &mut *state {
+            State::Lance { .. } => After::default(),
+            State::Building { .. } if unevaluable => {
+                *state = State::Building {
+                    ops: Vec::new(),
+                    version: None,
+                };
+                After {
+                    rebuild: true,
+                    ..After::default()
+                }
+            }
+            State::Building { ops, version: v } => {
+                ops.push(op);
+                if version.is_some() {
+                    *v = version;
+                }
+                After::default()
+            }
+            State::Hot(_) if unevaluable => {
+                *state = State::Building {
+                    ops: Vec::new(),
+                    version: None,
+                };
+                After {
+                    rebuild: true,
+                    ..After::default()
+                }
+            }
+            State::Hot(mem) => {
+                apply_to(mem, op);
+                if let Some(v) = version {
+                    mem.version = v;
+                }
+                let need = mem.needed_bytes(cfg.connectivity);
+                if need > mem.reserved {
+                    let extra = (need - mem.reserved).max(mem.reserved / 4).max(1 << 20);
+                    if mem.budget.try_take(extra) {
+                        mem.reserved += extra;
+                    } else {
+                        // Over the budget: build again, keeping fewer bytes
+                        // per row, or hand the table to LanceDB.
+                        *state = State::Building {
+                            ops: Vec::new(),
+                            version: None,
+                        };
+                        return After {
+                            rebuild: true,
+                            ..After::default()
+                        };
+                    }
+                }
+                After {
+                    rebuild: false,
+                    fold: !mem.pending.is_empty(),
+                    save: cfg.persist
+                        && cfg.persist_every_writes > 0
+                        && mem.dirty >= cfg.persist_every_writes,
+                }
+            }
+        }
+    }
+
+    /// Drops the in-memory state and asks for a rebuild.
+    pub fn invalidate(&self) -> After {
+        let mut state = self.state.write().expect("lock");
+        if matches!(*state, State::Lance { .. }) {
+            return After::default();
+        }
+        *state = State::Building {
+            ops: Vec::new(),
+            version: None,
+        };
+        After {
+            rebuild: true,
+            ..After::default()
+        }
+    }
+
+    pub fn status(&self) -> HotStatus {
+        let state = self.state.read().expect("lock");
+        let mut s = HotStatus {
+            table: self.name.clone(),
+            serving: HotPath::Building,
+            rows: 0,
+            pending_rows: 0,
+            memory_bytes: 0,
+            quantization: None,
+            rerank: false,
+            loaded_from_disk: false,
+            version: None,
+            reason: None,
+        };
+        match &*state {
+            State::Building { .. } => {}
+            State::Lance { reason } => {
+                s.serving = HotPath::Lance;
+                s.reason = Some(reason.clone());
+            }
+            State::Hot(mem) => {
+                s.serving = HotPath::Hot;
+                s.rows = mem.live_rows() as u64;
+                s.pending_rows = mem.pending_rows() as u64;
+                s.memory_bytes = mem.memory_bytes();
+                s.quantization = Some(mem.layout.name().to_string());
+                s.rerank = mem.layout.keep_f32;
+                s.loaded_from_disk = mem.from_disk;
+                s.version = Some(mem.version);
+            }
+        }
+        s
+    }
+}
+
+/// Applies one write to a hot state.
+pub(crate) fn apply_to(mem: &mut Mem, op: Op) {
+    match op {
+        Op::Insert(rows) => rows.into_iter().for_each(|r| mem.add_row(r, false)),
+        Op::Upsert(rows) => rows.into_iter().for_each(|r| mem.add_row(r, true)),
+        Op::DeleteIds(ids) => {
+            for id in ids {
+                mem.remove_id(&id);
+            }
+        }
+        Op::DeleteWhere(f) => {
+            mem.remove_where(&f);
+        }
+        Op::Touch => {}
+    }
+}
+
+/// Records as LanceDB returns them (typed fields normalised: floats as
+/// floats, timestamps as RFC 3339), without blobs.
+pub(crate) fn to_rows(schema: &TableSchema, records: &[MultimodalRecord]) -> Result<Vec<Row>> {
+    let light: Vec<MultimodalRecord> = records
+        .iter()
+        .map(|r| MultimodalRecord {
+            id: r.id.clone(),
+            vector: r.vector.clone(),
+            text: r.text.clone(),
+            metadata: r.metadata.clone(),
+            ..MultimodalRecord::default()
+        })
+        .collect();
+    let batch = records_to_batch(schema, &light)?;
+    Ok(batch_to_rows(schema, &batch, None)?
+        .into_iter()
+        .map(|r| row_from(r.record))
+        .collect())
+}
+
+/// A row from a record read back from LanceDB.
+pub(crate) fn row_from(r: MultimodalRecord) -> Row {
+    Row {
+        id: r.id,
+        text: r.text,
+        meta: r.metadata,
+        vector: r.vector,
+    }
+}
+
+/// Shared flag helper: true if this call set it.
+pub(crate) fn claim(flag: &AtomicBool) -> bool {
+    !flag.swap(true, Ordering::AcqRel)
+}
