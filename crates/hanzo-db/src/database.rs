@@ -124,7 +124,19 @@ impl ConnectBuilder {
         let backend: Arc<dyn VectorDatabase> = match config.workloads.vectors {
             #[cfg(feature = "lancedb")]
             DatabaseBackend::LanceDb => {
-                Arc::new(crate::backend::lance::LanceBackend::open(&config, &security).await?)
+                let lance: Arc<dyn VectorDatabase> =
+                    Arc::new(crate::backend::lance::LanceBackend::open(&config, &security).await?);
+                if config.write_buffer.enabled {
+                    crate::buffer::WriteBuffer::open(
+                        lance,
+                        &config.path,
+                        &config.write_buffer,
+                        &security,
+                    )
+                    .await?
+                } else {
+                    lance
+                }
             }
             other => {
                 return Err(Error::FeatureDisabled {
@@ -514,6 +526,13 @@ impl Database {
         self.inner
             .compact(table, self.config.keep_versions_for())
             .await
+    }
+
+    /// Folds buffered small writes into the engine now (they are durable and
+    /// visible already; this makes them part of the engine's own files and
+    /// versions). A no-op without a write buffer.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
     }
 
     fn after_write(&self, table: &str) {

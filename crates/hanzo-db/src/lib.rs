@@ -43,6 +43,8 @@
 //! - [`Filter`]: the portable JSON filter language.
 //! - [`Database::search`] → [`SearchBuilder`]: vector, full-text or hybrid
 //!   (reciprocal rank fusion), with filters, k, nprobes, refine, time travel.
+//! - [`buffer::WriteBuffer`]: small writes acknowledged from an encrypted log
+//!   and folded into the engine in batches (on by default, [`WriteBufferConfig`]).
 //!
 //! ## Crate features
 //! - `lancedb` (default): the LanceDB engine.
@@ -54,6 +56,7 @@
 
 pub mod arrow;
 pub mod backend;
+pub mod buffer;
 mod config;
 mod database;
 mod error;
@@ -64,7 +67,7 @@ mod schema;
 pub mod security;
 
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
-pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, Workloads};
+pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, Workloads, WriteBufferConfig};
 pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};
 pub use error::{Error, Result};
 pub use filter::Filter;

@@ -11,3 +11,4 @@ mod security_keys;
 mod security_tee;
 mod time_travel;
 mod upkeep;
+mod write_buffer;
