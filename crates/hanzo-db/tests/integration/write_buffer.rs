@@ -834,6 +834,11 @@ async fn crash_at_random_points_loses_no_acknowledged_write() {
         let alive = model.values().filter(|v| v.is_some()).count();
         assert_eq!(scanned.len(), alive, "round {round}: rows");
         assert_eq!(db.count("c", None).await.unwrap(), alive as u64);
+        eprintln!(
+            "crash round {round}: killed {after_ms} ms in, {} writes acknowledged, {} in flight, {alive} rows",
+            acked.len(),
+            in_flight.len()
+        );
         drop(db);
     }
     assert!(
