@@ -771,9 +771,11 @@ impl VectorDatabase for WriteBuffer {
         let Some((candidates, masked, budget)) = snapshot else {
             return self.core.inner.vector_search(table, req).await;
         };
+        // Ask for a few more rows than k, and again for more when the buffer
+        // hid so many that fewer than k are left (most hidden rows are far away).
         let most = req.k + masked.len();
         let mut wide = req.clone();
-        wide.k = (req.k + budget).min(most);
+        wide.k = (req.k + budget.min(2 * req.k + 8)).min(most);
         loop {
             let hits = self.core.inner.vector_search(table, &wide).await?;
             let hidden = hits

@@ -184,10 +184,7 @@ impl TableBuf {
         if segment.is_synced(seq) {
             return Ok(());
         }
-        let s = segment.clone();
-        tokio::task::spawn_blocking(move || s.sync())
-            .await
-            .map_err(|e| Error::engine("write buffer", "log fsync", e))?
+        blocking(segment.clone(), |s| s.sync()).await
     }
 
     /// `fsync`s the current segment if frames are waiting (used when writes
@@ -198,9 +195,7 @@ impl TableBuf {
             return Ok(());
         }
         let _one_at_a_time = self.sync_lock.lock().await;
-        tokio::task::spawn_blocking(move || seg.sync())
-            .await
-            .map_err(|e| Error::engine("write buffer", "log fsync", e))?
+        blocking(seg, |s| s.sync()).await
     }
 
     /// Folds every buffered row into the engine (waits for a running fold).
@@ -288,6 +283,19 @@ impl TableBuf {
             }
         }
     }
+}
+
+/// Runs a blocking `fsync` without stalling the runtime: in place on a
+/// multi-threaded runtime (no hand-off to another thread on the write
+/// path), else on the blocking pool.
+async fn blocking(seg: Arc<Segment>, f: fn(&Segment) -> Result<()>) -> Result<()> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        return tokio::task::block_in_place(|| f(&seg));
+    }
+    tokio::task::spawn_blocking(move || f(&seg))
+        .await
+        .map_err(|e| Error::engine("write buffer", "log fsync", e))?
 }
 
 /// Applies a write call to the buffered rows.

@@ -846,3 +846,35 @@ async fn crash_at_random_points_loses_no_acknowledged_write() {
         "the children acknowledged only {total_acked} writes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_writes_hiding_the_nearest_engine_rows_still_give_k_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), holding(), true).await.unwrap();
+    db.create_table("h", TableSchema::new(2)).await.unwrap();
+    // 60 engine rows around the origin, then 40 of the nearest moved far away.
+    let near: Vec<MultimodalRecord> = (0..60)
+        .map(|i| MultimodalRecord::new(format!("n{i}"), vec![i as f32 * 0.01, 0.0]))
+        .collect();
+    db.insert("h", near).await.unwrap();
+    for i in 0..40 {
+        db.upsert(
+            "h",
+            vec![MultimodalRecord::new(
+                format!("n{i}"),
+                vec![100.0 + i as f32, 0.0],
+            )],
+        )
+        .await
+        .unwrap();
+    }
+    let hits = db.vector_search("h", &[0.0, 0.0], 10).await.unwrap();
+    let ids: Vec<String> = hits.into_iter().map(|h| h.record.id).collect();
+    let want: Vec<String> = (40..50).map(|i| format!("n{i}")).collect();
+    assert_eq!(ids, want);
+    let far = db.vector_search("h", &[100.0, 0.0], 3).await.unwrap();
+    assert_eq!(
+        far.iter().map(|h| h.record.id.as_str()).collect::<Vec<_>>(),
+        ["n0", "n1", "n2"]
+    );
+}
