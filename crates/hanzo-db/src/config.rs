@@ -244,6 +244,51 @@ impl Default for HotConfig {
     }
 }
 
+/// The write buffer in front of the engine (see [`crate::buffer`]): small
+/// writes are acknowledged from an encrypted, checksummed log and folded into
+/// the engine in batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WriteBufferConfig {
+    /// Buffer small writes (on by default).
+    pub enabled: bool,
+    /// Fold a table's buffered rows into the engine once this many are buffered.
+    pub max_rows: usize,
+    /// Fold buffered rows at the latest this many milliseconds after they were written.
+    pub max_delay_ms: u64,
+    /// `fsync` the log before acknowledging a write (on by default). Off, a
+    /// write is acknowledged once the operating system holds it — it
+    /// survives the process crashing, not the machine — and the log is
+    /// `fsync`ed every `max_delay_ms / 2`.
+    pub sync: bool,
+    /// Write calls of more rows than this go straight to the engine.
+    pub max_write_rows: usize,
+}
+
+impl Default for WriteBufferConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_rows: 1024,
+            max_delay_ms: 500,
+            sync: true,
+            max_write_rows: 32,
+        }
+    }
+}
+
+impl WriteBufferConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_rows == 0 || self.max_write_rows == 0 || self.max_delay_ms == 0 {
+            return Err(Error::Config(
+                "write_buffer: max_rows, max_write_rows and max_delay_ms must be at least 1 (set enabled = false to turn the buffer off)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Everything needed to open a database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -270,6 +315,8 @@ pub struct DatabaseConfig {
     pub cache: Option<crate::cache::CacheConfig>,
     /// The hot in-memory index (feature `hot`).
     pub hot: HotConfig,
+    /// The write buffer for small writes.
+    pub write_buffer: WriteBufferConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -285,6 +332,7 @@ impl Default for DatabaseConfig {
             postgres: PostgresOptions::default(),
             cache: None,
             hot: HotConfig::default(),
+            write_buffer: WriteBufferConfig::default(),
         }
     }
 }
@@ -325,7 +373,9 @@ impl DatabaseConfig {
     /// `HANZO_DB_PASSPHRASE_ENV` (name of the variable holding the passphrase),
     /// `HANZO_DB_KEY_FILE`, `HANZO_DB_POSTGRES_URL` (or `HANZO_DB_PG_URL`),
     /// `HANZO_DB_POSTGRES_SCHEMA` and `HANZO_DB_REDIS_URL` (turns the Redis cache on)
-    /// and `HANZO_DB_HOT` (on/off) when set.
+    /// and `HANZO_DB_HOT` (on/off),
+    /// `HANZO_DB_WRITE_BUFFER` (on/off) and
+    /// `HANZO_DB_WRITE_BUFFER_SYNC` (on/off) when set.
     pub fn with_env(self) -> Result<Self> {
         self.with_vars(|k| std::env::var(k).ok())
     }
@@ -385,6 +435,14 @@ impl DatabaseConfig {
                 _ => return Err(Error::Config(format!("HANZO_DB_HOT={v}: use on or off"))),
             };
         }
+        for (key, slot) in [
+            ("HANZO_DB_WRITE_BUFFER", &mut self.write_buffer.enabled),
+            ("HANZO_DB_WRITE_BUFFER_SYNC", &mut self.write_buffer.sync),
+        ] {
+            if let Some(v) = var(key) {
+                *slot = on_off(key, &v)?;
+            }
+        }
         if let Some(v) = var("HANZO_DB_KEEP_VERSIONS_SECS") {
             self.keep_versions_secs = num("HANZO_DB_KEEP_VERSIONS_SECS", v)?;
         }
@@ -394,6 +452,14 @@ impl DatabaseConfig {
     /// How long old versions are kept.
     pub fn keep_versions_for(&self) -> Duration {
         Duration::from_secs(self.keep_versions_secs)
+    }
+}
+
+fn on_off(key: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(Error::Config(format!("{key}={v}: use on or off"))),
     }
 }
 
@@ -416,6 +482,18 @@ mod tests {
             .with_vars(|k| (k == "HANZO_DB_MAX_BLOB_BYTES").then(|| "lots".into()));
         assert!(bad.is_err());
         assert!(DatabaseConfig::from_toml_str("path = 3").is_err());
+        let wb = DatabaseConfig::default()
+            .with_vars(|k| (k == "HANZO_DB_WRITE_BUFFER_SYNC").then(|| "off".into()))
+            .unwrap();
+        assert!(wb.write_buffer.enabled && !wb.write_buffer.sync);
+        assert!(
+            DatabaseConfig::default()
+                .with_vars(|k| (k == "HANZO_DB_WRITE_BUFFER").then(|| "maybe".into()))
+                .is_err()
+        );
+        let toml = DatabaseConfig::from_toml_str("[write_buffer]\nmax_rows = 10\n").unwrap();
+        assert_eq!(toml.write_buffer.max_rows, 10);
+        assert!(toml.write_buffer.enabled);
     }
 
     #[test]

@@ -167,11 +167,42 @@ impl ConnectBuilder {
             &config.security,
             self.key_provider,
         )?);
-        #[cfg_attr(not(feature = "hot"), allow(unused_mut))]
-        let mut backend: Arc<dyn VectorDatabase> = match engine {
+        #[cfg(feature = "hot")]
+        let mut hot = None;
+        let backend: Arc<dyn VectorDatabase> = match engine {
+            // LanceDB, the source of truth; over it the hot in-memory index,
+            // and over that the write buffer, which acknowledges small writes
+            // from its log and folds them down in batches.
             #[cfg(feature = "lancedb")]
             DatabaseBackend::LanceDb => {
-                Arc::new(crate::backend::lance::LanceBackend::open(&config, &security).await?)
+                #[cfg_attr(not(feature = "hot"), allow(unused_mut))]
+                let mut stack: Arc<dyn VectorDatabase> =
+                    Arc::new(crate::backend::lance::LanceBackend::open(&config, &security).await?);
+                #[cfg(feature = "hot")]
+                if config.hot.enabled {
+                    let index = Arc::new(
+                        crate::hot::HotIndex::open(
+                            stack,
+                            &config.path,
+                            config.hot.clone(),
+                            &security,
+                        )
+                        .await?,
+                    );
+                    stack = index.clone();
+                    hot = Some(index);
+                }
+                if config.write_buffer.enabled {
+                    crate::buffer::WriteBuffer::open(
+                        stack,
+                        &config.path,
+                        &config.write_buffer,
+                        &security,
+                    )
+                    .await?
+                } else {
+                    stack
+                }
             }
             #[cfg(feature = "sqlite")]
             DatabaseBackend::Sqlite => {
@@ -194,17 +225,6 @@ impl ConnectBuilder {
                     feature: other.feature().to_string(),
                 });
             }
-        };
-        #[cfg(feature = "hot")]
-        let hot = if config.hot.enabled && engine == DatabaseBackend::LanceDb {
-            let hot = Arc::new(
-                crate::hot::HotIndex::open(backend, &config.path, config.hot.clone(), &security)
-                    .await?,
-            );
-            backend = hot.clone();
-            Some(hot)
-        } else {
-            None
         };
         let backend = crate::cache::wrap(backend, config.cache.as_ref())?;
         let mut db = Database::from_backend(backend, config);
@@ -651,6 +671,13 @@ impl Database {
         self.inner
             .compact(table, self.config.keep_versions_for())
             .await
+    }
+
+    /// Folds buffered small writes into the engine now (they are durable and
+    /// visible already; this makes them part of the engine's own files and
+    /// versions). A no-op without a write buffer.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
     }
 
     fn after_write(&self, table: &str) {

@@ -43,6 +43,8 @@
 //! - [`Filter`]: the portable JSON filter language.
 //! - [`Database::search`] → [`SearchBuilder`]: vector, full-text or hybrid
 //!   (reciprocal rank fusion), with filters, k, nprobes, refine, time travel.
+//! - [`buffer::WriteBuffer`]: small writes acknowledged from an encrypted log
+//!   and folded into the engine in batches (on by default, [`WriteBufferConfig`]).
 //!
 //! ## Crate features
 //! - `lancedb` (default): the LanceDB engine.
@@ -64,6 +66,7 @@
 pub mod arrow;
 pub mod backend;
 pub mod cache;
+pub mod buffer;
 mod config;
 mod database;
 mod error;
@@ -79,7 +82,7 @@ pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 pub use cache::{CacheConfig, CacheStats};
 pub use config::{
     DatabaseBackend, DatabaseConfig, HotConfig, HotQuantization, LanceOptions, PostgresOptions,
-    Workload, Workloads,
+    Workload, Workloads, WriteBufferConfig,
 };
 pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};
 pub use error::{Error, Result};

@@ -27,6 +27,14 @@ pub const FIGURES: &[(&str, &str)] = &[
         "single_insert_8w_ps",
         "single-record durable inserts/s, 8 writers",
     ),
+    (
+        "single_insert_nosync_ps",
+        "single-record inserts/s acked before fsync, 1 writer",
+    ),
+    (
+        "single_insert_8w_nosync_ps",
+        "single-record inserts/s acked before fsync, 8 writers",
+    ),
     ("index_build_s", "index build, s"),
     ("query_p50_ms", "query p50, ms"),
     ("query_p95_ms", "query p95, ms"),
@@ -437,49 +445,31 @@ async fn run_one(
     flat.sort_by(f64::total_cmp);
     let peak_search = peak_rss_bytes();
 
-    // Single-record durable inserts: 1 writer, then 8.
-    db.create_table("single", TableSchema::new(dim)).await?;
+    // Single-record inserts through the write buffer: 1 writer, then 8;
+    // acknowledged after fsync (the default), then before it.
     let mut single_gen = Synthetic::new(dim, a.seed, 3);
     let single_vec = single_gen.next_vec();
     let window = Duration::from_millis(a.single_ms);
-    let t = Instant::now();
-    let mut count = 0u64;
-    while t.elapsed() < window {
-        db.insert(
-            "single",
-            vec![MultimodalRecord::new(
-                format!("s{count}"),
-                single_vec.clone(),
-            )],
-        )
+    let (single_insert_ps, single_insert_8w_ps) =
+        single_inserts(&db, dim, &single_vec, window).await?;
+    let nosync_dir = root.join(if encrypted {
+        "encrypted-nosync"
+    } else {
+        "plain-nosync"
+    });
+    if nosync_dir.exists() {
+        std::fs::remove_dir_all(&nosync_dir)?;
+    }
+    let mut nosync_cfg = bench_config(ctx, &nosync_dir, root, encrypted, backend);
+    nosync_cfg.write_buffer.sync = false;
+    let nosync = hanzo_db::connect(nosync_dir.clone())
+        .config(nosync_cfg)
+        .execute()
         .await?;
-        count += 1;
-    }
-    let single_insert_ps = count as f64 / t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let db = db.clone();
-        let v = single_vec.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut c = 0u64;
-            while t.elapsed() < window {
-                db.insert(
-                    "single",
-                    vec![MultimodalRecord::new(format!("w{w}-{c}"), v.clone())],
-                )
-                .await?;
-                c += 1;
-            }
-            Ok::<_, hanzo_db::Error>(c)
-        }));
-    }
-    let mut total = 0;
-    for task in tasks {
-        total += task.await??;
-    }
-    let single_insert_8w_ps = total as f64 / t.elapsed().as_secs_f64();
-    db.drop_table("single").await?;
+    let (single_insert_nosync_ps, single_insert_8w_nosync_ps) =
+        single_inserts(&nosync, dim, &single_vec, window).await?;
+    drop(nosync);
+    let _ = std::fs::remove_dir_all(&nosync_dir);
 
     // Storage, then cold start: a fresh handle, open to first result.
     let disk_bytes = db.table_stats("bench").await?.disk_bytes;
@@ -497,6 +487,8 @@ async fn run_one(
         "insert_vps": insert_vps,
         "single_insert_ps": single_insert_ps,
         "single_insert_8w_ps": single_insert_8w_ps,
+        "single_insert_nosync_ps": single_insert_nosync_ps,
+        "single_insert_8w_nosync_ps": single_insert_8w_nosync_ps,
         "index_build_s": index_build_s,
         "query_p50_ms": percentile(&lat, 0.50),
         "query_p95_ms": percentile(&lat, 0.95),
@@ -526,6 +518,61 @@ async fn run_one(
         let _ = std::fs::remove_dir_all(root.join("keys"));
     }
     Ok(doc)
+}
+
+/// Single-record inserts for `window`, one writer then eight, each checked
+/// visible (counted) when its run ends. Returns inserts per second.
+async fn single_inserts(
+    db: &Database,
+    dim: usize,
+    v: &[f32],
+    window: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    db.create_table("single", TableSchema::new(dim)).await?;
+    let t = Instant::now();
+    let mut count = 0u64;
+    while t.elapsed() < window {
+        db.insert(
+            "single",
+            vec![MultimodalRecord::new(format!("s{count}"), v.to_vec())],
+        )
+        .await?;
+        count += 1;
+    }
+    let one = count as f64 / t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        db.count("single", None).await? == count,
+        "acknowledged single inserts are not all visible"
+    );
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let db = db.clone();
+        let v = v.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut c = 0u64;
+            while t.elapsed() < window {
+                db.insert(
+                    "single",
+                    vec![MultimodalRecord::new(format!("w{w}-{c}"), v.clone())],
+                )
+                .await?;
+                c += 1;
+            }
+            Ok::<_, hanzo_db::Error>(c)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    let eight = total as f64 / t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        db.count("single", None).await? == count + total,
+        "acknowledged single inserts are not all visible"
+    );
+    db.drop_table("single").await?;
+    Ok((one, eight))
 }
 
 fn bench_config(

@@ -220,6 +220,13 @@ pub trait VectorDatabase: Send + Sync + std::fmt::Debug {
         Err(self.unsupported("compaction"))
     }
 
+    /// Makes writes an engine buffers part of its own storage (a decorator
+    /// that buffers writes folds them, then flushes the engine it wraps).
+    /// Engines that do not buffer return at once.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The `Unsupported` error for this backend.
     fn unsupported(&self, feature: &str) -> Error {
         Error::Unsupported {

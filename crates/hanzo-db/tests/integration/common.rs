@@ -15,6 +15,23 @@ pub async fn lance_db() -> TempDb {
     TempDb { db, dir }
 }
 
+/// LanceDB without the write buffer: every write is its own version, as
+/// tests of versions and fragments expect.
+pub async fn lance_db_unbuffered() -> TempDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = hanzo_db::DatabaseConfig::new(dir.path().join("db"));
+    cfg.write_buffer.enabled = false;
+    let db = connect(dir.path().join("db"))
+        .config(cfg)
+        .key(hanzo_db::KeyConfig::Default {
+            key_dir: Some(dir.path().join("keys")),
+        })
+        .execute()
+        .await
+        .expect("open");
+    TempDb { db, dir }
+}
+
 /// LanceDB with encryption at rest turned off (the explicit opt-out).
 pub async fn lance_db_plain() -> TempDb {
     let dir = tempfile::tempdir().expect("tempdir");

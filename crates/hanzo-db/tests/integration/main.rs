@@ -17,3 +17,4 @@ mod security_keys;
 mod security_tee;
 mod time_travel;
 mod upkeep;
+mod write_buffer;

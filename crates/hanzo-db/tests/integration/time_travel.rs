@@ -2,11 +2,12 @@
 
 use hanzo_db::{Error, MultimodalRecord, Projection, TableSchema};
 
-use crate::common::lance_db;
+use crate::common::lance_db_unbuffered;
 
 #[tokio::test]
 async fn search_at_old_version_and_restore() {
-    let t = lance_db().await;
+    // One version per write: without the write buffer, which folds small writes into batches.
+    let t = lance_db_unbuffered().await;
     t.db.create_table("tt", TableSchema::new(2)).await.unwrap();
     let v1 =
         t.db.insert("tt", vec![MultimodalRecord::new("a", vec![1.0, 0.0])])

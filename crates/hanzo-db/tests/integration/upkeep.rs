@@ -12,6 +12,8 @@ async fn compaction_merges_fragments_and_prunes_versions() {
     let mut cfg = DatabaseConfig::new(dir.path().join("db"));
     cfg.keep_versions_secs = 0;
     cfg.auto_compact_every = 0;
+    // One fragment per insert: without the write buffer, which batches small writes.
+    cfg.write_buffer.enabled = false;
     let db = connect_in(dir.path())
         .config(cfg)
         .key(KeyConfig::Default {
