@@ -124,6 +124,8 @@ pub struct DatabaseConfig {
     pub lance: LanceOptions,
     /// Encryption at rest, keys and confidential-computing tier.
     pub security: crate::security::SecurityConfig,
+    /// The audit log.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -136,6 +138,7 @@ impl Default for DatabaseConfig {
             keep_versions_secs: 7 * 24 * 3600,
             lance: LanceOptions::default(),
             security: crate::security::SecurityConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -174,7 +177,7 @@ impl DatabaseConfig {
     /// `HANZO_DB_MAX_BLOB_BYTES`, `HANZO_DB_AUTO_COMPACT_EVERY`,
     /// `HANZO_DB_KEEP_VERSIONS_SECS`, `HANZO_DB_ENCRYPTION` (on/off),
     /// `HANZO_DB_PASSPHRASE_ENV` (name of the variable holding the passphrase)
-    /// and `HANZO_DB_KEY_FILE` when set.
+    /// `HANZO_DB_KEY_FILE` and `HANZO_DB_AUDIT` (on/off) when set.
     pub fn with_env(self) -> Result<Self> {
         self.with_vars(|k| std::env::var(k).ok())
     }
@@ -212,6 +215,13 @@ impl DatabaseConfig {
         }
         if let Some(v) = var("HANZO_DB_KEY_FILE") {
             self.security.key = crate::security::KeyConfig::KeyFile { path: v.into() };
+        }
+        if let Some(v) = var("HANZO_DB_AUDIT") {
+            self.audit.enabled = match v.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => return Err(Error::Config(format!("HANZO_DB_AUDIT={v}: use on or off"))),
+            };
         }
         if let Some(v) = var("HANZO_DB_KEEP_VERSIONS_SECS") {
             self.keep_versions_secs = num("HANZO_DB_KEEP_VERSIONS_SECS", v)?;

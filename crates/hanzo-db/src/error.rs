@@ -124,6 +124,17 @@ pub enum Error {
         /// What failed (names the chunk where known).
         reason: String,
     },
+    /// Access control refused the call. Says nothing about the data the
+    /// principal may not see (not even whether a table or record exists).
+    #[error("permission denied: `{principal}` may not {operation}{}", table_suffix(.table))]
+    PermissionDenied {
+        /// The principal (`anonymous` for a handle without credentials).
+        principal: String,
+        /// The permission or operation refused (`read`, `write`, `keys`, `authenticate`, …).
+        operation: String,
+        /// The table, when the call named one.
+        table: Option<String>,
+    },
     /// The configuration could not be read.
     #[error("configuration error: {0}")]
     Config(String),
@@ -146,6 +157,13 @@ pub enum Error {
         /// The engine's own message.
         message: String,
     },
+}
+
+fn table_suffix(table: &Option<String>) -> String {
+    table
+        .as_ref()
+        .map(|t| format!(" on table `{t}`"))
+        .unwrap_or_default()
 }
 
 fn record_suffix(id: &Option<String>) -> String {
@@ -173,6 +191,9 @@ impl Error {
             }
             Error::FeatureDisabled { .. } => "enable the cargo feature named in the message",
             Error::VersionNotFound { .. } => "list the table's versions to see which exist",
+            Error::PermissionDenied { .. } => {
+                "use an API key whose principal holds this permission (--api-key-env VAR), or ask an admin for a grant"
+            }
             _ => return None,
         })
     }

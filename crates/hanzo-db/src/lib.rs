@@ -52,7 +52,9 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod arrow;
+pub mod audit;
 pub mod backend;
 mod config;
 mod database;
@@ -63,6 +65,10 @@ mod record;
 mod schema;
 pub mod security;
 
+pub use access::{
+    AccessStatus, Authorizer, Credential, Grant, NewApiKey, Permission, Principal, PrincipalSpec,
+};
+pub use audit::{AuditConfig, AuditEntry, AuditSync, VerifyReport};
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 pub use config::{DatabaseBackend, DatabaseConfig, LanceOptions, Workloads};
 pub use database::{ConnectBuilder, Database, IntoFilter, MAX_K, SearchBuilder, connect};

@@ -47,23 +47,31 @@ pub async fn run(ctx: &Ctx, a: Bench) -> anyhow::Result<()> {
         Encrypted::On => vec![true],
         Encrypted::Both => vec![true, false],
     };
+    let audits: Vec<bool> = match a.audit {
+        Encrypted::Off => vec![false],
+        Encrypted::On => vec![true],
+        Encrypted::Both => vec![false, true],
+    };
     let root = ctx.db.config().path.join("bench");
     let mut docs = Vec::new();
     for encrypted in modes {
-        ctx.out.note(format!(
-            "bench: encryption {}",
-            if encrypted { "on" } else { "off" }
-        ));
-        docs.push((encrypted, run_one(ctx, &a, &root, encrypted).await?));
+        for &audit in &audits {
+            ctx.out.note(format!(
+                "bench: encryption {}, audit log {}",
+                if encrypted { "on" } else { "off" },
+                if audit { "on" } else { "off" }
+            ));
+            let mut name = if encrypted { "encrypted" } else { "plain" }.to_string();
+            if audits.len() > 1 {
+                name.push_str(if audit { "+audit" } else { "-audit" });
+            }
+            docs.push((name, run_one(ctx, &a, &root, encrypted, audit).await?));
+        }
     }
     let doc = if docs.len() == 1 {
         docs.pop().expect("one").1
     } else {
-        let mut m = serde_json::Map::new();
-        for (enc, d) in docs {
-            m.insert(if enc { "encrypted" } else { "plain" }.into(), d);
-        }
-        Value::Object(m)
+        Value::Object(docs.into_iter().collect())
     };
     ctx.out.emit(&doc, || render(&doc));
     Ok(())
@@ -175,7 +183,13 @@ impl Source {
     }
 }
 
-async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::Result<Value> {
+async fn run_one(
+    ctx: &Ctx,
+    a: &Bench,
+    root: &Path,
+    encrypted: bool,
+    audit: bool,
+) -> anyhow::Result<Value> {
     anyhow::ensure!(
         a.k > 0 && a.queries > 0,
         "--k and --queries must be at least 1"
@@ -235,7 +249,7 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     let mut truth_filtered = TopK::new(queries[..gt_n].to_vec(), a.k);
 
     let db = hanzo_db::connect(dir.clone())
-        .config(bench_config(&dir, root, encrypted))
+        .config(bench_config(&dir, root, encrypted, audit))
         .execute()
         .await?;
     let schema = TableSchema::new(dim).field("bucket", FieldType::Int);
@@ -427,7 +441,7 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     drop(db);
     let t = Instant::now();
     let db = hanzo_db::connect(dir.clone())
-        .config(bench_config(&dir, root, encrypted))
+        .config(bench_config(&dir, root, encrypted, audit))
         .execute()
         .await?;
     search(&db, &queries[0], false).await?;
@@ -455,7 +469,7 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
             "n": n, "dim": dim, "queries": queries.len(), "ground_truth_queries": gt_n, "k": a.k,
             "index": spec, "nprobes": a.nprobes, "refine": a.refine, "batch": a.batch,
             "dataset": a.dataset.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("synthetic(seed={})", a.seed)),
-            "encrypted": encrypted, "backend": "lancedb", "single_insert_window_ms": a.single_ms,
+            "encrypted": encrypted, "audit": audit, "backend": "lancedb", "single_insert_window_ms": a.single_ms,
             "filter": {"bucket": 3}, "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
         },
         "machine": machine(),
@@ -468,9 +482,10 @@ async fn run_one(ctx: &Ctx, a: &Bench, root: &Path, encrypted: bool) -> anyhow::
     Ok(doc)
 }
 
-fn bench_config(dir: &Path, root: &Path, encrypted: bool) -> hanzo_db::DatabaseConfig {
+fn bench_config(dir: &Path, root: &Path, encrypted: bool, audit: bool) -> hanzo_db::DatabaseConfig {
     let mut cfg = hanzo_db::DatabaseConfig::new(dir);
     cfg.security.encryption = encrypted;
+    cfg.audit.enabled = audit;
     // The benchmark's key file lives beside (not inside) its database and goes with it.
     cfg.security.key = hanzo_db::KeyConfig::Default {
         key_dir: Some(root.join("keys")),
