@@ -1,5 +1,6 @@
 //! Drives the real `hanzo-db` binary on real files.
 
+mod access;
 mod bench;
 mod common;
 mod errors;

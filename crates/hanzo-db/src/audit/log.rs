@@ -233,14 +233,14 @@ impl AuditLog {
         {
             let mut st = log.state.lock().expect("lock");
             let _g = Locked::new(&log.lock, &lock_path)?;
-            if st.next_seq == 0 {
-                // A new log: the genesis anchor of segment 1.
-                log.write_anchor(&mut st, "genesis")?;
-                log.sync_locked(&st)?;
-            } else if damaged {
+            if damaged {
                 // Never append after a damaged entry: start a new segment
                 // (verify still reports the damage).
                 log.roll_locked(&mut st, "after-damage")?;
+            } else if st.next_seq == 0 {
+                // A new log: the genesis anchor of segment 1.
+                log.write_anchor(&mut st, "genesis")?;
+                log.sync_locked(&st)?;
             } else if st.anchor_time.as_deref().is_some_and(older_than_a_day) {
                 log.roll_locked(&mut st, "daily")?;
             }
@@ -268,25 +268,29 @@ impl AuditLog {
     /// append that was interrupted and never acknowledged).
     fn recover(dir: &Path, keys: &AuditKeys, head: Option<Head>) -> Result<(State, bool, bool)> {
         let mut segs = list_segments(dir)?;
+        // The highest segment whose first entry is damaged: the writer goes
+        // on in the segment after it, from the last good entry before it.
+        let mut damaged_top: Option<u32> = None;
         loop {
             let Some(&seg) = segs.last() else {
-                let path = segment_path(dir, 1);
+                let top = damaged_top.unwrap_or(1);
+                let path = segment_path(dir, top);
                 let file = open_append(&path, false).or_else(|_| open_append(&path, true))?;
                 let empty = Head {
                     seq: 0,
-                    segment: 1,
+                    segment: top,
                     hash: [0; 32],
                 };
                 return Ok((
                     State {
-                        segment: 1,
+                        segment: top,
                         file: Arc::new(file),
                         offset: 0,
                         next_seq: 0,
                         last: empty,
                         anchor_time: None,
                     },
-                    false,
+                    damaged_top.is_some(),
                     head.is_some(),
                 ));
             };
@@ -296,13 +300,12 @@ impl AuditLog {
             let tail = scan_segment(keys, seg, &bytes, 0, want);
             let Some(last) = tail.last else {
                 if tail.bad {
-                    return Err(Error::Integrity {
-                        path: path.display().to_string(),
-                        reason: "the audit segment's first entry is damaged; run `hanzo-db audit verify`".into(),
-                    });
+                    // Keep it as evidence (verify reports it).
+                    damaged_top = Some(damaged_top.unwrap_or(seg));
+                } else if damaged_top.is_none() {
+                    // A segment whose creation was interrupted: no entry in it.
+                    std::fs::remove_file(&path).map_err(io(&path))?;
                 }
-                // A segment whose creation was interrupted: no entry in it.
-                std::fs::remove_file(&path).map_err(io(&path))?;
                 segs.pop();
                 continue;
             };
@@ -316,6 +319,21 @@ impl AuditLog {
                     .map_err(io(&path))?;
                 f.set_len(tail.end).map_err(io(&path))?;
                 f.sync_all().map_err(io(&path))?;
+            }
+            if let Some(top) = damaged_top {
+                let file = open_append(&segment_path(dir, top), false)?;
+                return Ok((
+                    State {
+                        segment: top,
+                        file: Arc::new(file),
+                        offset: 0,
+                        next_seq: last.seq + 1,
+                        last,
+                        anchor_time: None,
+                    },
+                    true,
+                    false,
+                ));
             }
             let file = open_append(&path, false)?;
             // The head names the last entry known durable: the log must

@@ -93,7 +93,8 @@ pub(crate) fn verify_dir(dir: &Path, keys: &AuditKeys) -> Result<VerifyReport> {
             });
         }
     };
-    let mut expected: Option<u64> = None;
+    // A log that starts at segment 1 starts at entry 0.
+    let mut expected: Option<u64> = (segs.first() == Some(&1)).then_some(0);
     let mut prev: Option<[u8; 32]> = None;
     let mut first_anchor: Option<(u32, [u8; 32])> = None;
     let mut retentions = Vec::new();

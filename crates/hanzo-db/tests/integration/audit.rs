@@ -171,7 +171,19 @@ async fn every_operation_is_recorded_with_its_shape_and_never_its_contents() {
         assert_eq!(e.seq, i as u64);
     }
     // Never contents, values, vectors or key material.
-    let all = serde_json::to_string(&entries).unwrap();
+    // (Hashes and times are left out: their digits could match by chance.)
+    let stripped: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap();
+            let m = v.as_object_mut().unwrap();
+            m.remove("prev");
+            m.remove("time");
+            m.remove("pid");
+            v
+        })
+        .collect();
+    let all = serde_json::to_string(&stripped).unwrap();
     for secret in [
         "zebra-secret-text",
         "needle-value",
