@@ -49,6 +49,10 @@ pub struct Cli {
     /// PostgreSQL connection URL (for --backend postgres).
     #[arg(long, global = true, env = "HANZO_DB_PG_URL", value_name = "URL")]
     pub pg_url: Option<String>,
+    /// Act as the principal whose API key is in this environment variable
+    /// (needed for every command once access control is on).
+    #[arg(long, global = true, value_name = "VAR")]
+    pub api_key_env: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -115,6 +119,19 @@ pub enum Command {
     Key(KeyCmd),
     /// Measure speed, recall, storage and memory (the project's benchmark).
     Bench(Bench),
+    /// Principals (users, services, agents) and their API keys.
+    #[command(subcommand)]
+    Principal(PrincipalCmd),
+    /// Give a principal a role or permissions, on one table or all.
+    Grant(GrantArgs),
+    /// Take grants away from a principal.
+    Revoke(GrantArgs),
+    /// Custom roles.
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Rows, size on disk, versions, index coverage, fragments.
     Stats {
         /// Table name (all tables when left out).
@@ -367,6 +384,9 @@ pub struct Bench {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Audit log: on, off or both (both runs the whole bench twice).
+    #[arg(long, default_value = "off")]
+    pub audit: Encrypted,
 }
 
 #[derive(Debug, Subcommand)]
@@ -389,5 +409,110 @@ pub enum KeyCmd {
         /// New key-encryption key: this key file (created if missing).
         #[arg(long, value_name = "FILE")]
         new_key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCmd {
+    /// Create a principal with a role and print its API key (shown once).
+    /// The first principal must be an admin on every table; it turns access
+    /// control and the audit log on.
+    Create {
+        /// Name (letters, digits, `_`).
+        name: String,
+        /// Role: admin, writer, reader or a custom role.
+        #[arg(long)]
+        role: String,
+        /// Limit the role to this table (every table when left out).
+        #[arg(long)]
+        table: Option<String>,
+        /// Row-level scope: a filter (JSON) ANDed into every query and write.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The key expires after this many days.
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// List principals, grants and key ids.
+    List,
+    /// Revoke a principal (all its keys), or one key with --key.
+    Revoke {
+        /// Principal name.
+        #[arg(required_unless_present = "key")]
+        name: Option<String>,
+        /// Revoke only this API key id.
+        #[arg(long, conflicts_with = "name")]
+        key: Option<String>,
+    },
+    /// Issue another API key for a principal.
+    Key {
+        /// Principal name.
+        name: String,
+        /// The key expires after this many days.
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// Principal name.
+    pub principal: String,
+    /// Role to grant or revoke.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Permissions, comma-separated: read, search, write, delete, create,
+    /// drop, index, restore, compact, keys, audit, admin.
+    #[arg(long)]
+    pub ops: Option<String>,
+    /// The table (every table when left out).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Row-level scope (grant only): a filter (JSON).
+    #[arg(long)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCmd {
+    /// Define (or redefine) a custom role.
+    Define {
+        /// Role name.
+        name: String,
+        /// Its permissions, comma-separated.
+        #[arg(long)]
+        ops: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the whole log; exits with status 3 on any tampering.
+    Verify,
+    /// The latest entries.
+    Tail {
+        /// How many.
+        #[arg(long, short, default_value_t = 20)]
+        n: usize,
+        /// Only entries at or after this time (RFC 3339 or a date).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Every entry (JSON lines on stdout, or a file).
+    Export {
+        /// Only entries at or after this time (RFC 3339 or a date).
+        #[arg(long)]
+        since: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Turn the audit log on for this database (it stays on).
+    Enable,
+    /// Drop segments older than the given number of days now.
+    Retain {
+        /// Age in days.
+        #[arg(long)]
+        days: u32,
     },
 }

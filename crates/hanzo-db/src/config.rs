@@ -317,6 +317,8 @@ pub struct DatabaseConfig {
     pub hot: HotConfig,
     /// The write buffer for small writes.
     pub write_buffer: WriteBufferConfig,
+    /// The audit log.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -333,6 +335,7 @@ impl Default for DatabaseConfig {
             cache: None,
             hot: HotConfig::default(),
             write_buffer: WriteBufferConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -375,7 +378,8 @@ impl DatabaseConfig {
     /// `HANZO_DB_POSTGRES_SCHEMA` and `HANZO_DB_REDIS_URL` (turns the Redis cache on)
     /// and `HANZO_DB_HOT` (on/off),
     /// `HANZO_DB_WRITE_BUFFER` (on/off) and
-    /// `HANZO_DB_WRITE_BUFFER_SYNC` (on/off) when set.
+    /// `HANZO_DB_WRITE_BUFFER_SYNC` (on/off),
+    /// and `HANZO_DB_AUDIT` (on/off) when set.
     pub fn with_env(self) -> Result<Self> {
         self.with_vars(|k| std::env::var(k).ok())
     }
@@ -442,6 +446,13 @@ impl DatabaseConfig {
             if let Some(v) = var(key) {
                 *slot = on_off(key, &v)?;
             }
+        }
+        if let Some(v) = var("HANZO_DB_AUDIT") {
+            self.audit.enabled = match v.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                _ => return Err(Error::Config(format!("HANZO_DB_AUDIT={v}: use on or off"))),
+            };
         }
         if let Some(v) = var("HANZO_DB_KEEP_VERSIONS_SECS") {
             self.keep_versions_secs = num("HANZO_DB_KEEP_VERSIONS_SECS", v)?;

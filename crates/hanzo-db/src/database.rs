@@ -227,8 +227,19 @@ impl ConnectBuilder {
             }
         };
         let backend = crate::cache::wrap(backend, config.cache.as_ref())?;
-        let mut db = Database::from_backend(backend, config);
+        // Every handle goes through the audit and access-control decorators.
+        let gov = crate::access::Governance::open(
+            &config.path,
+            security.key_source(),
+            config.audit.clone(),
+            backend,
+        )?;
+        let mut open = crate::audit::Event::new(None, "open", None);
+        open.shape = Some(serde_json::json!({"backend": config.workloads.vectors.to_string()}));
+        gov.record(open)?;
+        let mut db = Database::from_backend(gov.backend(None), config);
         db.security = Some(security);
+        db.governance = Some(gov);
         #[cfg(feature = "hot")]
         {
             db.hot = hot;
@@ -256,13 +267,17 @@ fn refuse_unsupported_encryption(engine: DatabaseBackend, config: &DatabaseConfi
 /// An open database. Clone it freely: clones share the engine.
 #[derive(Debug, Clone)]
 pub struct Database {
-    inner: Arc<dyn VectorDatabase>,
+    pub(crate) inner: Arc<dyn VectorDatabase>,
     config: Arc<DatabaseConfig>,
     schemas: Arc<RwLock<HashMap<String, TableSchema>>>,
     writes: Arc<RwLock<HashMap<String, Arc<AtomicU64>>>>,
     /// Writes between automatic compactions; 0 when off or the engine cannot compact.
     compact_every: u64,
-    security: Option<Arc<Security>>,
+    pub(crate) security: Option<Arc<Security>>,
+    /// Access control and audit state (handles opened with `connect`).
+    pub(crate) governance: Option<Arc<crate::access::Governance>>,
+    /// The principal this handle acts for.
+    pub(crate) principal: Option<crate::access::Principal>,
     #[cfg(feature = "hot")]
     hot: Option<Arc<crate::hot::HotIndex>>,
 }
@@ -284,6 +299,8 @@ impl Database {
             security: None,
             #[cfg(feature = "hot")]
             hot: None,
+            governance: None,
+            principal: None,
         }
     }
 
@@ -331,13 +348,25 @@ impl Database {
 
     /// Rewraps the data keys under a new key-encryption key; no data is rewritten.
     pub fn rotate_key_encryption_key(&self, new_provider: Box<dyn KeyProvider>) -> Result<()> {
-        self.security()?.rotate_kek(new_provider)
+        self.governed(
+            "rotate_kek",
+            crate::access::Permission::Keys,
+            None,
+            None,
+            || self.security()?.rotate_kek(new_provider),
+        )
     }
 
     /// Starts a new data key: new files use it, old files stay readable and are
     /// re-encrypted when compaction rewrites them. Returns the new key id.
     pub fn rotate_data_key(&self) -> Result<String> {
-        self.security()?.rotate_data_key()
+        self.governed(
+            "rotate_data_key",
+            crate::access::Permission::Keys,
+            None,
+            None,
+            || self.security()?.rotate_data_key(),
+        )
     }
 
     /// The engine behind this handle.
@@ -699,7 +728,7 @@ impl Database {
         });
         let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
         if n % every == 0 {
-            let db = self.clone();
+            let db = self.upkeep_handle();
             let table = table.to_string();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {

@@ -124,6 +124,17 @@ pub enum Error {
         /// What failed (names the chunk where known).
         reason: String,
     },
+    /// Access control refused the call. Says nothing about the data the
+    /// principal may not see (not even whether a table or record exists).
+    #[error("permission denied: `{principal}` may not {operation}{}", table_suffix(.table))]
+    PermissionDenied {
+        /// The principal (`anonymous` for a handle without credentials).
+        principal: String,
+        /// The permission or operation refused (`read`, `write`, `keys`, `authenticate`, …).
+        operation: String,
+        /// The table, when the call named one.
+        table: Option<String>,
+    },
     /// The configuration could not be read.
     #[error("configuration error: {0}")]
     Config(String),
@@ -158,6 +169,13 @@ pub enum Error {
     },
 }
 
+fn table_suffix(table: &Option<String>) -> String {
+    table
+        .as_ref()
+        .map(|t| format!(" on table `{t}`"))
+        .unwrap_or_default()
+}
+
 fn record_suffix(id: &Option<String>) -> String {
     id.as_ref()
         .map(|id| format!(" (record `{id}`)"))
@@ -185,6 +203,9 @@ impl Error {
             Error::VersionNotFound { .. } => "list the table's versions to see which exist",
             Error::Unavailable { .. } => {
                 "check that the server is running and reachable at this address, and the URL's user, password and database"
+            }
+            Error::PermissionDenied { .. } => {
+                "use an API key whose principal holds this permission (--api-key-env VAR), or ask an admin for a grant"
             }
             _ => return None,
         })

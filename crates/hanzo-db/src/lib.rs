@@ -63,7 +63,9 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod arrow;
+pub mod audit;
 pub mod backend;
 pub mod cache;
 pub mod buffer;
@@ -78,6 +80,10 @@ mod record;
 mod schema;
 pub mod security;
 
+pub use access::{
+    AccessStatus, Authorizer, Credential, Grant, NewApiKey, Permission, Principal, PrincipalSpec,
+};
+pub use audit::{AuditConfig, AuditEntry, AuditSync, VerifyReport};
 pub use backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 pub use cache::{CacheConfig, CacheStats};
 pub use config::{

@@ -67,27 +67,35 @@ pub async fn run(ctx: &Ctx, a: Bench, backend: DatabaseBackend) -> anyhow::Resul
         ));
         modes = vec![false];
     }
+    let audits: Vec<bool> = match a.audit {
+        Encrypted::Off => vec![false],
+        Encrypted::On => vec![true],
+        Encrypted::Both => vec![false, true],
+    };
     let root = ctx.db.config().path.join("bench");
     let mut docs = Vec::new();
     for encrypted in modes {
-        ctx.out.note(format!(
-            "bench: {backend}, encryption {}",
-            if encrypted { "on" } else { "off" }
-        ));
-        let mut doc = run_one(ctx, &a, &root, encrypted, backend).await?;
-        if let Some(list) = doc["notes"].as_array_mut() {
-            list.extend(notes.iter().map(|n| Value::from(n.as_str())));
+        for &audit in &audits {
+            ctx.out.note(format!(
+                "bench: {backend}, encryption {}, audit log {}",
+                if encrypted { "on" } else { "off" },
+                if audit { "on" } else { "off" }
+            ));
+            let mut name = if encrypted { "encrypted" } else { "plain" }.to_string();
+            if audits.len() > 1 {
+                name.push_str(if audit { "+audit" } else { "-audit" });
+            }
+            let mut doc = run_one(ctx, &a, &root, encrypted, backend, audit).await?;
+            if let Some(list) = doc["notes"].as_array_mut() {
+                list.extend(notes.iter().map(|n| Value::from(n.as_str())));
+            }
+            docs.push((name, doc));
         }
-        docs.push((encrypted, doc));
     }
     let doc = if docs.len() == 1 {
         docs.pop().expect("one").1
     } else {
-        let mut m = serde_json::Map::new();
-        for (enc, d) in docs {
-            m.insert(if enc { "encrypted" } else { "plain" }.into(), d);
-        }
-        Value::Object(m)
+        Value::Object(docs.into_iter().collect())
     };
     ctx.out.emit(&doc, || render(&doc));
     Ok(())
@@ -219,6 +227,7 @@ async fn run_one(
     root: &Path,
     encrypted: bool,
     backend: DatabaseBackend,
+    audit: bool,
 ) -> anyhow::Result<Value> {
     anyhow::ensure!(
         a.k > 0 && a.queries > 0,
@@ -285,7 +294,7 @@ async fn run_one(
     let mut truth_filtered = TopK::new(queries[..gt_n].to_vec(), a.k);
 
     let db = hanzo_db::connect(dir.clone())
-        .config(bench_config(ctx, &dir, root, encrypted, backend))
+        .config(bench_config(ctx, &dir, root, encrypted, backend, audit))
         .execute()
         .await?;
     let schema = TableSchema::new(dim).field("bucket", FieldType::Int);
@@ -460,7 +469,7 @@ async fn run_one(
     if nosync_dir.exists() {
         std::fs::remove_dir_all(&nosync_dir)?;
     }
-    let mut nosync_cfg = bench_config(ctx, &nosync_dir, root, encrypted, backend);
+    let mut nosync_cfg = bench_config(ctx, &nosync_dir, root, encrypted, backend, audit);
     nosync_cfg.write_buffer.sync = false;
     let nosync = hanzo_db::connect(nosync_dir.clone())
         .config(nosync_cfg)
@@ -476,7 +485,7 @@ async fn run_one(
     drop(db);
     let t = Instant::now();
     let db = hanzo_db::connect(dir.clone())
-        .config(bench_config(ctx, &dir, root, encrypted, backend))
+        .config(bench_config(ctx, &dir, root, encrypted, backend, audit))
         .execute()
         .await?;
     search(&db, &queries[0], false).await?;
@@ -506,7 +515,7 @@ async fn run_one(
             "n": n, "dim": dim, "queries": queries.len(), "ground_truth_queries": gt_n, "k": a.k,
             "index": spec, "nprobes": a.nprobes, "refine": a.refine, "batch": a.batch,
             "dataset": a.dataset.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("synthetic(seed={})", a.seed)),
-            "encrypted": encrypted, "backend": backend.to_string(), "single_insert_window_ms": a.single_ms,
+            "encrypted": encrypted, "audit": audit, "backend": backend.to_string(), "single_insert_window_ms": a.single_ms,
             "filter": {"bucket": 3}, "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
         },
         "notes": notes,
@@ -581,11 +590,13 @@ fn bench_config(
     root: &Path,
     encrypted: bool,
     backend: DatabaseBackend,
+    audit: bool,
 ) -> hanzo_db::DatabaseConfig {
     let mut cfg = hanzo_db::DatabaseConfig::new(dir);
     cfg.workloads.vectors = backend;
     cfg.postgres = ctx.db.config().postgres.clone();
     cfg.security.encryption = encrypted;
+    cfg.audit.enabled = audit;
     // The benchmark's key file lives beside (not inside) its database and goes with it.
     cfg.security.key = hanzo_db::KeyConfig::Default {
         key_dir: Some(root.join("keys")),

@@ -214,9 +214,29 @@ pub async fn stats(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<()> {
 
 pub fn security_status(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.db.security_status()?;
-    let doc = serde_json::to_value(&s)?;
+    let access = ctx.db.access_status();
+    let mut doc = serde_json::to_value(&s)?;
+    doc["access"] = serde_json::to_value(&access)?;
     ctx.out.emit(&doc, || {
         let mut out = vec![
+            format!(
+                "access control:    {}",
+                if access.access_control {
+                    format!(
+                        "on ({} principal(s); the plain handle may do nothing)",
+                        access.principals
+                    )
+                } else {
+                    "off (no principal yet)".to_string()
+                }
+            ),
+            format!(
+                "audit log:         {}",
+                match &access.audit {
+                    Some(a) => format!("on ({} entries, {})", a.next_seq, a.dir),
+                    None => "off".to_string(),
+                }
+            ),
             format!(
                 "encrypted at rest: {}",
                 if s.is_encrypted {

@@ -1,5 +1,6 @@
 //! One module per group of commands; `run` opens the database and dispatches.
 
+mod access;
 mod admin;
 mod data;
 mod demo;
@@ -8,7 +9,7 @@ mod search;
 use anyhow::Context;
 use hanzo_db::{Database, DatabaseBackend, DatabaseConfig, DistanceMetric, FieldType, TableSchema};
 
-use crate::args::{Cli, Command, KeyCmd, SecurityCmd};
+use crate::args::{Cli, Command, KeyCmd, RoleCmd, SecurityCmd};
 use crate::output::Out;
 
 /// Everything a command needs.
@@ -61,10 +62,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Bench(_)) {
         config.workloads.vectors = DatabaseBackend::LanceDb;
     }
-    let db = hanzo_db::connect(config.path.clone())
+    let mut db = hanzo_db::connect(config.path.clone())
         .config(config)
         .execute()
         .await?;
+    if let Some(var) = &cli.api_key_env {
+        let key = std::env::var(var)
+            .with_context(|| format!("--api-key-env {var}: the variable is not set"))?;
+        db = db.with_principal(key).await?;
+    }
     let ctx = Ctx { db, out };
     match cli.command {
         Command::Demo => demo::run(&ctx).await,
@@ -84,6 +90,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact { name } => admin::compact(&ctx, &name).await,
         Command::Stats { name } => admin::stats(&ctx, name.as_deref()).await,
         Command::Bench(a) => crate::bench::run(&ctx, a, measured).await,
+        Command::Principal(a) => access::principal(&ctx, a),
+        Command::Grant(a) => access::grant(&ctx, a),
+        Command::Revoke(a) => access::revoke(&ctx, a),
+        Command::Role(RoleCmd::Define { name, ops }) => access::define_role(&ctx, &name, &ops),
+        Command::Audit(a) => access::audit(&ctx, a),
         Command::Security(SecurityCmd::Status) => admin::security_status(&ctx),
         Command::Key(KeyCmd::Rotate {
             data_key,

@@ -1,6 +1,8 @@
 //! One integration-test binary, a module per area, all on real engines in
 //! temporary directories.
 
+mod access;
+mod audit;
 mod common;
 mod conformance;
 mod core_spec;

@@ -1,0 +1,700 @@
+//! The audit log writer: appends sealed entries to segment files, keeps the
+//! hash chain, fsyncs, rolls segments, applies retention.
+//!
+//! Several processes may append to one log: every append holds an exclusive
+//! lock on `lock` in the log directory and first catches up with entries
+//! other processes appended.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::format::{AuditKeys, FrameRead, HEAD_SLOT, Head, open_frame, seal};
+use super::verify::{self, VerifyReport};
+use super::{AuditConfig, AuditEntry, AuditSync, Event, Outcome};
+use crate::error::{Error, Result};
+
+/// Non-secret facts about an open audit log.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditStatus {
+    /// The log directory.
+    pub dir: String,
+    /// Segment files present.
+    pub segments: Vec<u32>,
+    /// Entries written so far (the next entry's `seq`).
+    pub next_seq: u64,
+    /// Sync policy.
+    pub sync: AuditSync,
+    /// Retention in days, if set.
+    pub retention_days: Option<u32>,
+}
+
+struct State {
+    segment: u32,
+    file: Arc<File>,
+    offset: u64,
+    next_seq: u64,
+    last: Head,
+    anchor_time: Option<String>,
+}
+
+/// An open audit log. Share it through `Arc`.
+pub struct AuditLog {
+    dir: PathBuf,
+    keys: AuditKeys,
+    config: AuditConfig,
+    state: Mutex<State>,
+    lock: File,
+    head: File,
+    /// Entries known durable (`seq + 1` of the last synced entry).
+    synced: AtomicU64,
+    sync_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("dir", &self.dir).finish()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Segment file name.
+pub(crate) fn segment_path(dir: &Path, segment: u32) -> PathBuf {
+    dir.join(format!("{segment:08}.hal"))
+}
+
+/// Segment numbers present, ascending.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name.strip_suffix(".hal").and_then(|s| s.parse().ok()) {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Holds the cross-process lock until dropped.
+struct Locked<'a>(&'a File);
+impl<'a> Locked<'a> {
+    fn new(f: &'a File, path: &Path) -> Result<Self> {
+        f.lock().map_err(io(path))?;
+        Ok(Self(f))
+    }
+}
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// What scanning one segment from an offset found.
+struct Tail {
+    end: u64,
+    /// Hash of the entry asked for by `want`.
+    wanted: Option<[u8; 32]>,
+    next_seq: Option<u64>,
+    last: Option<Head>,
+    anchor_time: Option<String>,
+    torn: bool,
+    bad: bool,
+}
+
+fn scan_segment(
+    keys: &AuditKeys,
+    segment: u32,
+    bytes: &[u8],
+    from: usize,
+    want: Option<u64>,
+) -> Tail {
+    let mut t = Tail {
+        end: from as u64,
+        wanted: None,
+        next_seq: None,
+        last: None,
+        anchor_time: None,
+        torn: false,
+        bad: false,
+    };
+    let mut off = from;
+    while off < bytes.len() {
+        match open_frame(keys, segment, &bytes[off..]) {
+            FrameRead::Entry {
+                body, hash, len, ..
+            } => {
+                let Ok(e) = serde_json::from_slice::<AuditEntry>(&body) else {
+                    t.bad = true;
+                    break;
+                };
+                if off == 0 {
+                    t.anchor_time = Some(e.time.clone());
+                }
+                if want == Some(e.seq) {
+                    t.wanted = Some(hash);
+                }
+                t.next_seq = Some(e.seq + 1);
+                t.last = Some(Head {
+                    seq: e.seq,
+                    segment,
+                    hash,
+                });
+                off += len;
+                t.end = off as u64;
+            }
+            FrameRead::Torn => {
+                t.torn = true;
+                break;
+            }
+            FrameRead::Bad(_) => {
+                t.bad = true;
+                break;
+            }
+        }
+    }
+    t
+}
+
+fn open_append(path: &Path, create_new: bool) -> Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .read(true)
+        .create_new(create_new)
+        .open(path)
+        .map_err(io(path))
+}
+
+impl AuditLog {
+    /// Opens (creating if missing) the log in `dir`, recovering from an
+    /// interrupted append, and applies the retention setting.
+    pub fn open(dir: &Path, keys: AuditKeys, config: AuditConfig) -> Result<Arc<AuditLog>> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        let head_path = dir.join("head");
+        let head = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&head_path)
+            .map_err(io(&head_path))?;
+        let guard = Locked::new(&lock, &lock_path)?;
+        let mut head_bytes = vec![0u8; 2 * HEAD_SLOT];
+        let n = head.read_at(&mut head_bytes, 0).unwrap_or(0);
+        head_bytes.truncate(n);
+        let (old_head, _) = Head::read(&keys, &head_bytes);
+        let (state, damaged, cut) = Self::recover(dir, &keys, old_head)?;
+        drop(guard);
+        let log = Arc::new(AuditLog {
+            dir: dir.to_path_buf(),
+            keys,
+            config,
+            state: Mutex::new(state),
+            lock,
+            head,
+            synced: AtomicU64::new(0),
+            sync_lock: Mutex::new(()),
+        });
+        {
+            let mut st = log.state.lock().expect("lock");
+            let _g = Locked::new(&log.lock, &lock_path)?;
+            if damaged {
+                // Never append after a damaged entry: start a new segment
+                // (verify still reports the damage).
+                log.roll_locked(&mut st, "after-damage")?;
+            } else if st.next_seq == 0 {
+                // A new log: the genesis anchor of segment 1.
+                log.write_anchor(&mut st, "genesis")?;
+                log.sync_locked(&st)?;
+            } else if st.anchor_time.as_deref().is_some_and(older_than_a_day) {
+                log.roll_locked(&mut st, "daily")?;
+            }
+            if cut {
+                // Entries the head vouched for are gone: say so in the log
+                // itself, where verify will find it, before going on.
+                let mut ev = Event::new(None, "audit.truncation_detected", None);
+                ev.outcome = Some(Outcome::Error);
+                ev.shape = Some(serde_json::json!({
+                    "head_seq": old_head.map(|h| h.seq),
+                    "log_last_seq": st.next_seq.checked_sub(1),
+                }));
+                log.write_entry(&mut st, ev)?;
+                log.sync_locked(&st)?;
+            }
+        }
+        if let Some(days) = log.config.retention_days {
+            log.apply_retention(Duration::from_secs(u64::from(days) * 86_400))?;
+        }
+        spawn_flusher(&log);
+        Ok(log)
+    }
+
+    /// Reads the last segment back, truncating a partial final frame (an
+    /// append that was interrupted and never acknowledged).
+    fn recover(dir: &Path, keys: &AuditKeys, head: Option<Head>) -> Result<(State, bool, bool)> {
+        let mut segs = list_segments(dir)?;
+        // The highest segment whose first entry is damaged: the writer goes
+        // on in the segment after it, from the last good entry before it.
+        let mut damaged_top: Option<u32> = None;
+        loop {
+            let Some(&seg) = segs.last() else {
+                let top = damaged_top.unwrap_or(1);
+                let path = segment_path(dir, top);
+                let file = open_append(&path, false).or_else(|_| open_append(&path, true))?;
+                let empty = Head {
+                    seq: 0,
+                    segment: top,
+                    hash: [0; 32],
+                };
+                return Ok((
+                    State {
+                        segment: top,
+                        file: Arc::new(file),
+                        offset: 0,
+                        next_seq: 0,
+                        last: empty,
+                        anchor_time: None,
+                    },
+                    damaged_top.is_some(),
+                    head.is_some(),
+                ));
+            };
+            let path = segment_path(dir, seg);
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            let want = head.filter(|h| h.segment == seg).map(|h| h.seq);
+            let tail = scan_segment(keys, seg, &bytes, 0, want);
+            let Some(last) = tail.last else {
+                if tail.bad {
+                    // Keep it as evidence (verify reports it).
+                    damaged_top = Some(damaged_top.unwrap_or(seg));
+                } else if damaged_top.is_none() {
+                    // A segment whose creation was interrupted: no entry in it.
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                }
+                segs.pop();
+                continue;
+            };
+            // A partial frame past the last durable entry is an interrupted
+            // append; one before it means acknowledged entries were cut.
+            let lost = head.is_some_and(|h| h.seq > last.seq);
+            if tail.torn && !tail.bad && !lost {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                f.set_len(tail.end).map_err(io(&path))?;
+                f.sync_all().map_err(io(&path))?;
+            }
+            if let Some(top) = damaged_top {
+                let file = open_append(&segment_path(dir, top), false)?;
+                return Ok((
+                    State {
+                        segment: top,
+                        file: Arc::new(file),
+                        offset: 0,
+                        next_seq: last.seq + 1,
+                        last,
+                        anchor_time: None,
+                    },
+                    true,
+                    false,
+                ));
+            }
+            let file = open_append(&path, false)?;
+            // The head names the last entry known durable: the log must
+            // still reach it, with the same entry.
+            // A log past its genesis always has a head: a missing one was removed.
+            let cut = match head {
+                Some(h) => {
+                    h.seq > last.seq
+                        || (h.segment == seg && tail.wanted.is_some_and(|w| w != h.hash))
+                }
+                None => last.seq > 0,
+            };
+            return Ok((
+                State {
+                    segment: seg,
+                    file: Arc::new(file),
+                    offset: tail.end,
+                    next_seq: tail.next_seq.unwrap_or(0),
+                    last,
+                    anchor_time: tail.anchor_time,
+                },
+                tail.bad || (tail.torn && lost),
+                cut,
+            ));
+        }
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Status for `security status` and `audit` commands.
+    pub fn status(&self) -> AuditStatus {
+        let st = self.state.lock().expect("lock");
+        AuditStatus {
+            dir: self.dir.display().to_string(),
+            segments: list_segments(&self.dir).unwrap_or_default(),
+            next_seq: st.next_seq,
+            sync: self.config.sync,
+            retention_days: self.config.retention_days,
+        }
+    }
+
+    /// Records an event; returns its `seq`. The entry is on disk (in the
+    /// operating system's hands) when this returns, and fsync'd as the sync
+    /// policy says.
+    pub fn record(&self, event: Event) -> Result<u64> {
+        let durable = match self.config.sync {
+            AuditSync::Always => true,
+            AuditSync::Changes => event.is_change(),
+        };
+        let seq = {
+            let mut st = self.state.lock().expect("lock");
+            let _g = Locked::new(&self.lock, &self.dir)?;
+            self.catch_up(&mut st)?;
+            if st.offset >= self.config.segment_bytes {
+                self.roll_locked(&mut st, "size")?;
+            }
+            self.write_entry(&mut st, event)?
+        };
+        if durable {
+            self.sync_through(seq)?;
+        }
+        Ok(seq)
+    }
+
+    fn write_entry(&self, st: &mut State, ev: Event) -> Result<u64> {
+        let seq = st.next_seq;
+        let entry = AuditEntry {
+            seq,
+            time: now(),
+            prev: hex::encode(st.last.hash),
+            principal: ev.principal,
+            op: ev.op,
+            table: ev.table,
+            outcome: ev.outcome.unwrap_or(Outcome::Ok),
+            error: ev.error,
+            rows: ev.rows,
+            version: ev.version,
+            begin: ev.begin,
+            shape: ev.shape,
+            pid: std::process::id(),
+        };
+        let body = serde_json::to_vec(&entry).expect("entry serializes");
+        let (frame, hash) = seal(&self.keys, st.segment, &body);
+        let path = segment_path(&self.dir, st.segment);
+        if let Err(e) = (&*st.file).write_all(&frame) {
+            // Leave no partial frame behind for the next append to follow.
+            let _ = st.file.set_len(st.offset);
+            return Err(io(&path)(e));
+        }
+        st.offset += frame.len() as u64;
+        st.next_seq = seq + 1;
+        st.last = Head {
+            seq,
+            segment: st.segment,
+            hash,
+        };
+        Ok(seq)
+    }
+
+    /// Follows entries other processes appended since our last write.
+    fn catch_up(&self, st: &mut State) -> Result<()> {
+        loop {
+            let len = st.file.metadata().map_err(io(&self.dir))?.len();
+            if len != st.offset {
+                let path = segment_path(&self.dir, st.segment);
+                let mut bytes = Vec::new();
+                File::open(&path)
+                    .and_then(|mut f| f.read_to_end(&mut bytes))
+                    .map_err(io(&path))?;
+                let tail = scan_segment(&self.keys, st.segment, &bytes, st.offset as usize, None);
+                if let (Some(n), Some(last)) = (tail.next_seq, tail.last) {
+                    st.next_seq = n;
+                    st.last = last;
+                }
+                if tail.torn && !tail.bad {
+                    // Another process died mid-append.
+                    let _ = st.file.set_len(tail.end);
+                }
+                st.offset = tail.end;
+                if tail.bad {
+                    return self.roll_locked(st, "after-damage");
+                }
+            }
+            let next = segment_path(&self.dir, st.segment + 1);
+            if !next.exists() {
+                return Ok(());
+            }
+            st.segment += 1;
+            st.file = Arc::new(open_append(&next, false)?);
+            st.offset = 0;
+        }
+    }
+
+    fn write_anchor(&self, st: &mut State, reason: &str) -> Result<u64> {
+        let mut ev = Event::new(None, "audit.segment", None);
+        ev.shape = Some(serde_json::json!({"segment": st.segment, "reason": reason}));
+        let seq = self.write_entry(st, ev)?;
+        st.anchor_time = Some(now());
+        Ok(seq)
+    }
+
+    /// Starts a new segment whose first entry (the anchor) continues the chain.
+    fn roll_locked(&self, st: &mut State, reason: &str) -> Result<()> {
+        st.file.sync_data().map_err(io(&self.dir))?;
+        let seg = st.segment + 1;
+        let path = segment_path(&self.dir, seg);
+        let file = open_append(&path, true)?;
+        sync_dir(&self.dir);
+        st.segment = seg;
+        st.file = Arc::new(file);
+        st.offset = 0;
+        self.write_anchor(st, reason)?;
+        self.sync_locked(st)
+    }
+
+    /// Starts a new segment now.
+    pub fn roll(&self, reason: &str) -> Result<()> {
+        let mut st = self.state.lock().expect("lock");
+        let _g = Locked::new(&self.lock, &self.dir)?;
+        self.catch_up(&mut st)?;
+        self.roll_locked(&mut st, reason)
+    }
+
+    /// fsyncs the current segment and records the head (caller holds the
+    /// state lock and the file lock).
+    fn sync_locked(&self, st: &State) -> Result<()> {
+        st.file.sync_data().map_err(io(&self.dir))?;
+        self.write_head(st.last)?;
+        self.synced.fetch_max(st.last.seq + 1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Makes every entry up to `seq` durable (group commit: one fsync covers
+    /// every entry appended before it).
+    pub fn sync_through(&self, seq: u64) -> Result<()> {
+        if self.synced.load(Ordering::Acquire) > seq {
+            return Ok(());
+        }
+        let _s = self.sync_lock.lock().expect("lock");
+        if self.synced.load(Ordering::Acquire) > seq {
+            return Ok(());
+        }
+        let (file, last) = {
+            let st = self.state.lock().expect("lock");
+            (st.file.clone(), st.last)
+        };
+        // Older segments were synced when they were rolled.
+        file.sync_data().map_err(io(&self.dir))?;
+        {
+            let _st = self.state.lock().expect("lock");
+            let _g = Locked::new(&self.lock, &self.dir)?;
+            self.write_head(last)?;
+        }
+        self.synced.fetch_max(last.seq + 1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Writes the head into the older slot, unless another process already
+    /// recorded a later one (caller holds the file lock).
+    fn write_head(&self, head: Head) -> Result<()> {
+        let mut bytes = vec![0u8; 2 * HEAD_SLOT];
+        let n = self.head.read_at(&mut bytes, 0).unwrap_or(0);
+        bytes.truncate(n);
+        let mut slots: [Option<Head>; 2] = [None, None];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if let Some(s) = bytes.get(i * HEAD_SLOT..(i + 1) * HEAD_SLOT) {
+                *slot = Head::decode(&self.keys, s);
+            }
+        }
+        if slots.iter().flatten().any(|h| h.seq >= head.seq) {
+            return Ok(());
+        }
+        let target = match slots {
+            [Some(a), Some(b)] => usize::from(a.seq > b.seq),
+            [Some(_), None] => 1,
+            _ => 0,
+        };
+        self.head
+            .write_all_at(&head.encode(&self.keys), (target * HEAD_SLOT) as u64)
+            .map_err(io(&self.dir))
+    }
+
+    /// Drops whole segments (never the current one) last written more than
+    /// `max_age` ago. First records an `audit.retention` entry naming the
+    /// dropped segments and the hash of the first kept segment's anchor, so
+    /// that verify can tell retention from deletion. Returns the dropped
+    /// segment numbers.
+    pub fn apply_retention(&self, max_age: Duration) -> Result<Vec<u32>> {
+        let mut st = self.state.lock().expect("lock");
+        let _g = Locked::new(&self.lock, &self.dir)?;
+        self.catch_up(&mut st)?;
+        let cutoff = SystemTime::now()
+            .checked_sub(max_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let segs = list_segments(&self.dir)?;
+        let mut drop = Vec::new();
+        for &s in &segs {
+            if s >= st.segment {
+                break;
+            }
+            let p = segment_path(&self.dir, s);
+            let mtime = std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .map_err(io(&p))?;
+            if mtime > cutoff {
+                break;
+            }
+            drop.push(s);
+        }
+        let (Some(&from), Some(&through)) = (drop.first(), drop.last()) else {
+            return Ok(drop);
+        };
+        let kept = through + 1;
+        let kp = segment_path(&self.dir, kept);
+        let bytes = std::fs::read(&kp).map_err(io(&kp))?;
+        let FrameRead::Entry { body, hash, .. } = open_frame(&self.keys, kept, &bytes) else {
+            return Err(Error::Integrity {
+                path: kp.display().to_string(),
+                reason: "the anchor of the first kept segment does not authenticate".into(),
+            });
+        };
+        let anchor: AuditEntry = serde_json::from_slice(&body).map_err(|e| Error::Integrity {
+            path: kp.display().to_string(),
+            reason: format!("bad anchor: {e}"),
+        })?;
+        let mut ev = Event::new(None, "audit.retention", None);
+        ev.shape = Some(serde_json::json!({
+            "dropped_from": from,
+            "dropped_through": through,
+            "first_kept_segment": kept,
+            "first_kept_seq": anchor.seq,
+            "first_kept_hash": hex::encode(hash),
+            "max_age_secs": max_age.as_secs(),
+        }));
+        self.write_entry(&mut st, ev)?;
+        self.sync_locked(&st)?;
+        for s in &drop {
+            let p = segment_path(&self.dir, *s);
+            std::fs::remove_file(&p).map_err(io(&p))?;
+        }
+        sync_dir(&self.dir);
+        Ok(drop)
+    }
+
+    /// Checks the whole log: every frame authenticates, every MAC matches,
+    /// the chain has no gap, swap or fork, segments are all there (or were
+    /// dropped by a recorded retention), and nothing after the head record
+    /// is missing.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let _st = self.state.lock().expect("lock");
+        let _g = Locked::new(&self.lock, &self.dir)?;
+        verify::verify_dir(&self.dir, &self.keys)
+    }
+
+    /// Entries at or after `since` (RFC 3339), oldest first. Frames that do
+    /// not authenticate are skipped (`verify` reports them).
+    pub fn entries(&self, since: Option<&str>) -> Result<Vec<AuditEntry>> {
+        let since = since.map(parse_time).transpose()?;
+        let mut out = Vec::new();
+        for seg in list_segments(&self.dir)? {
+            let p = segment_path(&self.dir, seg);
+            let bytes = std::fs::read(&p).map_err(io(&p))?;
+            let mut off = 0;
+            while off < bytes.len() {
+                let FrameRead::Entry { body, len, .. } = open_frame(&self.keys, seg, &bytes[off..])
+                else {
+                    break;
+                };
+                off += len;
+                if let Ok(e) = serde_json::from_slice::<AuditEntry>(&body) {
+                    let keep = match (&since, parse_time(&e.time)) {
+                        (Some(s), Ok(t)) => t >= *s,
+                        _ => true,
+                    };
+                    if keep {
+                        out.push(e);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parses RFC 3339 or a bare date (`2026-01-31`, midnight UTC).
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        .map_err(|_| {
+            Error::InvalidArgument(format!(
+                "`{s}` is not a time: use RFC 3339 (2026-01-31T12:00:00Z) or a date (2026-01-31)"
+            ))
+        })
+}
+
+fn older_than_a_day(time: &str) -> bool {
+    parse_time(time).is_ok_and(|t| chrono::Utc::now() - t > chrono::Duration::days(1))
+}
+
+/// fsyncs the entries of reads within the sync interval.
+fn spawn_flusher(log: &Arc<AuditLog>) {
+    let weak: Weak<AuditLog> = Arc::downgrade(log);
+    let every = Duration::from_millis(log.config.sync_interval_ms.max(1));
+    let _ = std::thread::Builder::new()
+        .name("hanzo-audit-sync".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(log) = weak.upgrade() else { return };
+                let written = log.state.lock().expect("lock").next_seq;
+                if written > log.synced.load(Ordering::Acquire) {
+                    if let Err(e) = log.sync_through(written - 1) {
+                        tracing::error!(error = %e, "audit log sync failed");
+                    }
+                }
+            }
+        });
+}
