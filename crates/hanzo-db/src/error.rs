@@ -136,6 +136,64 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A migration source could not be reached (connection refused, DNS,
+    /// TLS, timeout).
+    #[error("cannot reach the {store} source at {url}: {reason}")]
+    SourceUnreachable {
+        /// Which store (`pgvector`, `qdrant`, …).
+        store: String,
+        /// Where it was looked for (credentials removed).
+        url: String,
+        /// The transport's message.
+        reason: String,
+    },
+    /// A migration source refused the credentials.
+    #[error("the {store} source at {url} refused the credentials ({status}): {message}")]
+    SourceAuth {
+        /// Which store.
+        store: String,
+        /// Where (credentials removed).
+        url: String,
+        /// HTTP status, or the SQLSTATE for PostgreSQL.
+        status: String,
+        /// The source's own message.
+        message: String,
+    },
+    /// A migration source answered a request with an error (after retries,
+    /// for rate limiting and unavailability).
+    #[error("the {store} source failed during {operation}{}: {message}", status_suffix(.status))]
+    SourceRequest {
+        /// Which store.
+        store: String,
+        /// What was being done, e.g. `scroll collection "docs"`.
+        operation: String,
+        /// HTTP status, if the source answered.
+        status: Option<u16>,
+        /// The source's own message.
+        message: String,
+    },
+    /// A record read from a migration source cannot be migrated (malformed,
+    /// wrong dimension, non-finite vector, an unsupported value).
+    #[error("bad record in {store} collection `{collection}`{}: {reason}", record_suffix(.record))]
+    BadSourceRecord {
+        /// Which store.
+        store: String,
+        /// The source collection or table.
+        collection: String,
+        /// The record's id, when it could be read.
+        record: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A migration checkpoint file is missing, unreadable, or belongs to
+    /// another migration.
+    #[error("migration checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The storage engine failed.
     #[error("{engine} error during {operation}: {message}")]
     Engine {
@@ -146,6 +204,10 @@ pub enum Error {
         /// The engine's own message.
         message: String,
     },
+}
+
+fn status_suffix(status: &Option<u16>) -> String {
+    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
 }
 
 fn record_suffix(id: &Option<String>) -> String {
@@ -173,6 +235,22 @@ impl Error {
             }
             Error::FeatureDisabled { .. } => "enable the cargo feature named in the message",
             Error::VersionNotFound { .. } => "list the table's versions to see which exist",
+            Error::SourceUnreachable { .. } => {
+                "check the source URL (--url, --pg-url) and that the server is running and reachable from here"
+            }
+            Error::SourceAuth { .. } => {
+                "check the credentials: --api-key-env names the environment variable holding the API key \
+                 (for pgvector, the user and password in --pg-url)"
+            }
+            Error::SourceRequest { .. } => {
+                "the checkpoint is intact: run the migration again with --resume to continue where it stopped"
+            }
+            Error::BadSourceRecord { .. } => {
+                "fix or remove that record in the source, then run again with --resume (the checkpoint is intact)"
+            }
+            Error::Checkpoint { .. } => {
+                "pass --resume to continue the interrupted migration, or delete the checkpoint file to start over"
+            }
             _ => return None,
         })
     }
@@ -181,7 +259,11 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         !matches!(
             self,
-            Error::Engine { .. } | Error::Io { .. } | Error::Integrity { .. }
+            Error::Engine { .. }
+                | Error::Io { .. }
+                | Error::Integrity { .. }
+                | Error::SourceRequest { .. }
+                | Error::BadSourceRecord { .. }
         )
     }
 

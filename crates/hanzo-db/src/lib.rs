@@ -46,6 +46,8 @@
 //!
 //! ## Crate features
 //! - `lancedb` (default): the LanceDB engine.
+//! - `migrate`: [`migrate`], moving whole stores in from pgvector, Qdrant,
+//!   Pinecone, Weaviate and Chroma (resumable, verified).
 //!
 //! Choosing a backend whose feature is off returns [`Error::FeatureDisabled`]
 //! naming the feature.
@@ -58,6 +60,8 @@ mod config;
 mod database;
 mod error;
 pub mod filter;
+#[cfg(feature = "migrate")]
+pub mod migrate;
 pub mod query;
 mod record;
 mod schema;

@@ -3,6 +3,7 @@
 mod admin;
 mod data;
 mod demo;
+mod migrate;
 mod search;
 
 use anyhow::Context;
@@ -62,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact { name } => admin::compact(&ctx, &name).await,
         Command::Stats { name } => admin::stats(&ctx, name.as_deref()).await,
         Command::Bench(a) => crate::bench::run(&ctx, a).await,
+        Command::Migrate(a) => migrate::run(&ctx, a).await,
         Command::Security(SecurityCmd::Status) => admin::security_status(&ctx),
         Command::Key(KeyCmd::Rotate {
             data_key,

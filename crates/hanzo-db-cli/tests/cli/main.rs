@@ -3,6 +3,7 @@
 mod bench;
 mod common;
 mod errors;
+mod migrate;
 mod roundtrip;
 mod security;
 mod workflow;
