@@ -377,18 +377,22 @@ impl MigrationSource for PgVectorSource {
             Error::InvalidArgument(format!("not a pgvector collection locator: {e}"))
         })?;
         let client = self.client().await?;
-        let mut select = vec![format!("{}::text", quote(&loc.pk)), quote(&loc.vector)];
+        // Every column is qualified with the table alias `t`: a bare name in
+        // ORDER BY would name the `pk::text` output column and sort the
+        // keyset as text ("10" before "9").
+        let col = |name: &str| format!("t.{}", quote(name));
+        let mut select = vec![format!("{}::text", col(&loc.pk)), col(&loc.vector)];
         for c in &loc.columns {
             select.push(match c.role {
-                Role::MergeJson | Role::Json | Role::AsText => format!("{}::text", quote(&c.name)),
-                _ => quote(&c.name),
+                Role::MergeJson | Role::Json | Role::AsText => format!("{}::text", col(&c.name)),
+                _ => col(&c.name),
             });
         }
         let qt = format!("{}.{}", quote(&loc.schema), quote(&loc.table));
         let mut sql = format!(
-            "SELECT {} FROM {qt} WHERE {} IS NOT NULL",
+            "SELECT {} FROM {qt} AS t WHERE {} IS NOT NULL",
             select.join(", "),
-            quote(&loc.vector)
+            col(&loc.vector)
         );
         let after: Option<String> = match cursor {
             None => None,
@@ -396,17 +400,9 @@ impl MigrationSource for PgVectorSource {
             Some(other) => Some(other.to_string()),
         };
         if after.is_some() {
-            sql.push_str(&format!(
-                " AND {} > $1::text::{}",
-                quote(&loc.pk),
-                loc.pk_type
-            ));
+            sql.push_str(&format!(" AND {} > $1::text::{}", col(&loc.pk), loc.pk_type));
         }
-        sql.push_str(&format!(
-            " ORDER BY {} LIMIT {}",
-            quote(&loc.pk),
-            limit.max(1)
-        ));
+        sql.push_str(&format!(" ORDER BY {} LIMIT {}", col(&loc.pk), limit.max(1)));
         let op = format!("read table `{}`", loc.table);
         let rows = match &after {
             Some(a) => client.query(&sql, &[a]).await,

@@ -88,6 +88,27 @@ async fn fill(base: &str, database: &str) {
     .await;
 }
 
+/// Vectors as the Chroma server returns them, parsed as float32.
+async fn chroma_vectors(base: &str, database: &str, coll: &str, ids: &[usize]) -> Vec<Vec<f32>> {
+    let c = reqwest::Client::new();
+    let colls = format!("{base}/api/v2/tenants/default_tenant/databases/{database}/collections");
+    let info: Value = c.get(format!("{colls}/{coll}")).send().await.unwrap().json().await.unwrap();
+    let id = info["id"].as_str().unwrap();
+    let want: Vec<String> = ids.iter().map(|i| format!("r{i}")).collect();
+    let got = call(&c, format!("{colls}/{id}/get"), json!({"ids": want, "include": ["embeddings"]})).await;
+    want.iter()
+        .map(|w| {
+            let k = got["ids"].as_array().unwrap().iter().position(|x| x == w).unwrap();
+            got["embeddings"][k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chroma_real_server_documents_metadata_and_distance() {
     let Some(base) = chroma_url() else { return };
@@ -123,14 +144,23 @@ async fn chroma_real_server_documents_metadata_and_distance() {
     assert!(report.verified(), "{report:#?}");
     assert_eq!(t.db.list_tables().await.unwrap(), ["docs", "legacy"]);
     assert_eq!(t.db.count("docs", None).await.unwrap(), 2500);
+    for (id, i) in [("a", 1usize), ("b", 2), ("c", 3)] {
+        let r = t.db.get("legacy", id).await.unwrap().unwrap();
+        assert!(same_bits(&r.vector, &dyadic_vector(i, 3)), "legacy {id}: {:?}", r.vector);
+    }
     assert_eq!(
         t.db.table_schema("legacy").await.unwrap().metric,
         DistanceMetric::Dot,
         "hnsw:space ip read from the collection"
     );
-    for i in [0usize, 3, 5, 7, 299, 300, 2499] {
+    // Chroma returns some components of a cosine collection one ulp away
+    // from what was added (-1.9999999 for -2): the migration must keep
+    // exactly what Chroma serves, so compare with Chroma's own `get`.
+    let ids = [0usize, 3, 5, 7, 299, 300, 2499];
+    let served = chroma_vectors(&base, &database, "docs", &ids).await;
+    for (k, &i) in ids.iter().enumerate() {
         let r = t.db.get("docs", &format!("r{i}")).await.unwrap().unwrap();
-        assert!(same_bits(&r.vector, &dyadic_vector(i, 8)), "r{i}");
+        assert!(same_bits(&r.vector, &served[k]), "r{i}: {:?} vs {:?}", r.vector, served[k]);
         let text = (i % 10 != 3).then(|| format!("document {i}"));
         assert_eq!(r.text, text, "r{i}");
         if i % 7 == 0 {
