@@ -117,6 +117,7 @@ pub async fn run(ctx: &Ctx, a: Migrate) -> anyhow::Result<()> {
     let started = AtomicBool::new(false);
     let pb = bar.clone();
     m = m.on_progress(move |p| {
+        pb.set_message(format!("{} → {}", p.table, p.target));
         if let Some(t) = p.total {
             pb.set_length(t);
         }
@@ -125,7 +126,6 @@ pub async fn run(ctx: &Ctx, a: Migrate) -> anyhow::Result<()> {
             // A resumed run starts part-way: measure the rate from here.
             pb.reset_eta();
         }
-        pb.set_message(format!("{} → {}", p.table, p.target));
     });
     let report = m.execute().await;
     bar.finish_and_clear();

@@ -133,8 +133,13 @@ fn migrate_pgvector_200k_rows_killed_midway_resumes_and_verifies() {
             if m >= 6000 {
                 let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
                     .unwrap_or_default();
-                let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("");
-                eprintln!("migrate pgvector: killed after {m} rows committed; peak RSS so far {peak}");
+                let peak = status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM"))
+                    .unwrap_or("");
+                eprintln!(
+                    "migrate pgvector: killed after {m} rows committed; peak RSS so far {peak}"
+                );
                 child.kill().unwrap();
                 killed_at = Some(m);
                 break;

@@ -400,9 +400,17 @@ impl MigrationSource for PgVectorSource {
             Some(other) => Some(other.to_string()),
         };
         if after.is_some() {
-            sql.push_str(&format!(" AND {} > $1::text::{}", col(&loc.pk), loc.pk_type));
+            sql.push_str(&format!(
+                " AND {} > $1::text::{}",
+                col(&loc.pk),
+                loc.pk_type
+            ));
         }
-        sql.push_str(&format!(" ORDER BY {} LIMIT {}", col(&loc.pk), limit.max(1)));
+        sql.push_str(&format!(
+            " ORDER BY {} LIMIT {}",
+            col(&loc.pk),
+            limit.max(1)
+        ));
         let op = format!("read table `{}`", loc.table);
         let rows = match &after {
             Some(a) => client.query(&sql, &[a]).await,

@@ -92,13 +92,30 @@ async fn fill(base: &str, database: &str) {
 async fn chroma_vectors(base: &str, database: &str, coll: &str, ids: &[usize]) -> Vec<Vec<f32>> {
     let c = reqwest::Client::new();
     let colls = format!("{base}/api/v2/tenants/default_tenant/databases/{database}/collections");
-    let info: Value = c.get(format!("{colls}/{coll}")).send().await.unwrap().json().await.unwrap();
+    let info: Value = c
+        .get(format!("{colls}/{coll}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let id = info["id"].as_str().unwrap();
     let want: Vec<String> = ids.iter().map(|i| format!("r{i}")).collect();
-    let got = call(&c, format!("{colls}/{id}/get"), json!({"ids": want, "include": ["embeddings"]})).await;
+    let got = call(
+        &c,
+        format!("{colls}/{id}/get"),
+        json!({"ids": want, "include": ["embeddings"]}),
+    )
+    .await;
     want.iter()
         .map(|w| {
-            let k = got["ids"].as_array().unwrap().iter().position(|x| x == w).unwrap();
+            let k = got["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .position(|x| x == w)
+                .unwrap();
             got["embeddings"][k]
                 .as_array()
                 .unwrap()
@@ -146,7 +163,11 @@ async fn chroma_real_server_documents_metadata_and_distance() {
     assert_eq!(t.db.count("docs", None).await.unwrap(), 2500);
     for (id, i) in [("a", 1usize), ("b", 2), ("c", 3)] {
         let r = t.db.get("legacy", id).await.unwrap().unwrap();
-        assert!(same_bits(&r.vector, &dyadic_vector(i, 3)), "legacy {id}: {:?}", r.vector);
+        assert!(
+            same_bits(&r.vector, &dyadic_vector(i, 3)),
+            "legacy {id}: {:?}",
+            r.vector
+        );
     }
     assert_eq!(
         t.db.table_schema("legacy").await.unwrap().metric,
@@ -160,7 +181,12 @@ async fn chroma_real_server_documents_metadata_and_distance() {
     let served = chroma_vectors(&base, &database, "docs", &ids).await;
     for (k, &i) in ids.iter().enumerate() {
         let r = t.db.get("docs", &format!("r{i}")).await.unwrap().unwrap();
-        assert!(same_bits(&r.vector, &served[k]), "r{i}: {:?} vs {:?}", r.vector, served[k]);
+        assert!(
+            same_bits(&r.vector, &served[k]),
+            "r{i}: {:?} vs {:?}",
+            r.vector,
+            served[k]
+        );
         let text = (i % 10 != 3).then(|| format!("document {i}"));
         assert_eq!(r.text, text, "r{i}");
         if i % 7 == 0 {
