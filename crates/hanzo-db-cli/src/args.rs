@@ -132,6 +132,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Move a whole store in from pgvector, Qdrant, Pinecone, Weaviate or
+    /// Chroma: resumable, verified, with progress.
+    Migrate(Migrate),
     /// Rows, size on disk, versions, index coverage, fragments.
     Stats {
         /// Table name (all tables when left out).
@@ -515,4 +518,76 @@ pub enum AuditCmd {
         #[arg(long)]
         days: u32,
     },
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum MigrateStore {
+    Pgvector,
+    Qdrant,
+    Pinecone,
+    Weaviate,
+    Chroma,
+}
+
+#[derive(Debug, Args)]
+pub struct Migrate {
+    /// The store to migrate from.
+    pub store: MigrateStore,
+    /// Base URL of the store (Qdrant, Weaviate, Chroma; the index host for Pinecone).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Environment variable holding the source store's API key or token.
+    /// (`--api-key-env`, on every command, is hanzo-db's own principal.)
+    #[arg(long, value_name = "VAR")]
+    pub source_api_key_env: Option<String>,
+    /// PostgreSQL connection string (pgvector), e.g. postgres://user:pw@host:5432/db.
+    #[arg(long, value_name = "URL")]
+    pub pg_url: Option<String>,
+    /// PostgreSQL schema to read (pgvector).
+    #[arg(long, default_value = "public")]
+    pub pg_schema: String,
+    /// Chroma tenant; for Weaviate, the one tenant to migrate.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Chroma database.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// The one Pinecone namespace to migrate (`__default__` for the default one).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// SRC=DST: migrate source collection SRC into table DST (repeatable;
+    /// every collection, each into a table of its name, when left out).
+    #[arg(long = "table", value_name = "SRC=DST")]
+    pub tables: Vec<String>,
+    /// Continue an interrupted migration from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Show the plan (collections, dimensions, metrics, counts, target schemas) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Records per page and per committed batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Checkpoint file (default: beside the database, <db>.migrate-<store>.json).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Metric of the target tables, whatever the source says (l2, cosine, dot).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Metadata key (column, payload field, property) moved into the record's text.
+    #[arg(long, value_name = "KEY")]
+    pub text_field: Option<String>,
+    /// bytea column holding the image (pgvector).
+    #[arg(long, value_name = "COL")]
+    pub image_column: Option<String>,
+    /// bytea column holding the audio (pgvector).
+    #[arg(long, value_name = "COL")]
+    pub audio_column: Option<String>,
+    /// bytea column stored as a blob of this MIME type (pgvector; repeatable).
+    #[arg(long = "blob-column", value_name = "COL=MIME")]
+    pub blob_columns: Vec<String>,
+    /// Records compared field by field per table at the end.
+    #[arg(long, default_value_t = 100)]
+    pub sample: usize,
+    /// Skip the end-of-run verification.
+    #[arg(long)]
+    pub no_verify: bool,
 }

@@ -155,6 +155,62 @@ pub enum Error {
         /// Where we tried to connect (credentials removed).
         target: String,
         /// The cause.
+    /// A migration source could not be reached (connection refused, DNS,
+    /// TLS, timeout).
+    #[error("cannot reach the {store} source at {url}: {reason}")]
+    SourceUnreachable {
+        /// Which store (`pgvector`, `qdrant`, …).
+        store: String,
+        /// Where it was looked for (credentials removed).
+        url: String,
+        /// The transport's message.
+        reason: String,
+    },
+    /// A migration source refused the credentials.
+    #[error("the {store} source at {url} refused the credentials ({status}): {message}")]
+    SourceAuth {
+        /// Which store.
+        store: String,
+        /// Where (credentials removed).
+        url: String,
+        /// HTTP status, or the SQLSTATE for PostgreSQL.
+        status: String,
+        /// The source's own message.
+        message: String,
+    },
+    /// A migration source answered a request with an error (after retries,
+    /// for rate limiting and unavailability).
+    #[error("the {store} source failed during {operation}{}: {message}", status_suffix(.status))]
+    SourceRequest {
+        /// Which store.
+        store: String,
+        /// What was being done, e.g. `scroll collection "docs"`.
+        operation: String,
+        /// HTTP status, if the source answered.
+        status: Option<u16>,
+        /// The source's own message.
+        message: String,
+    },
+    /// A record read from a migration source cannot be migrated (malformed,
+    /// wrong dimension, non-finite vector, an unsupported value).
+    #[error("bad record in {store} collection `{collection}`{}: {reason}", record_suffix(.record))]
+    BadSourceRecord {
+        /// Which store.
+        store: String,
+        /// The source collection or table.
+        collection: String,
+        /// The record's id, when it could be read.
+        record: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A migration checkpoint file is missing, unreadable, or belongs to
+    /// another migration.
+    #[error("migration checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: String,
+        /// What is wrong.
         reason: String,
     },
     /// The storage engine failed.
@@ -174,6 +230,10 @@ fn table_suffix(table: &Option<String>) -> String {
         .as_ref()
         .map(|t| format!(" on table `{t}`"))
         .unwrap_or_default()
+}
+
+fn status_suffix(status: &Option<u16>) -> String {
+    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
 }
 
 fn record_suffix(id: &Option<String>) -> String {
@@ -206,6 +266,21 @@ impl Error {
             }
             Error::PermissionDenied { .. } => {
                 "use an API key whose principal holds this permission (--api-key-env VAR), or ask an admin for a grant"
+            Error::SourceUnreachable { .. } => {
+                "check the source URL (--url, --pg-url) and that the server is running and reachable from here"
+            }
+            Error::SourceAuth { .. } => {
+                "check the credentials: --source-api-key-env names the environment variable holding the API key \
+                 (for pgvector, the user and password in --pg-url)"
+            }
+            Error::SourceRequest { .. } => {
+                "the checkpoint is intact: run the migration again with --resume to continue where it stopped"
+            }
+            Error::BadSourceRecord { .. } => {
+                "fix or remove that record in the source, then run again with --resume (the checkpoint is intact)"
+            }
+            Error::Checkpoint { .. } => {
+                "pass --resume to continue the interrupted migration, or delete the checkpoint file to start over"
             }
             _ => return None,
         })
@@ -219,6 +294,8 @@ impl Error {
                 | Error::Io { .. }
                 | Error::Integrity { .. }
                 | Error::Unavailable { .. }
+                | Error::SourceRequest { .. }
+                | Error::BadSourceRecord { .. }
         )
     }
 

@@ -57,6 +57,8 @@
 //! - `duckdb`: DuckDB, analytics over the same tables, Parquet export
 //!   ([`backend::duckdb::DuckDbBackend`]).
 //! - `hot`: the in-memory HNSW index in front of LanceDB ([`hot`]).
+//! - `migrate`: [`migrate`], moving whole stores in from pgvector, Qdrant,
+//!   Pinecone, Weaviate and Chroma (resumable, verified).
 //!
 //! Choosing a backend whose feature is off returns [`Error::FeatureDisabled`]
 //! naming the feature.
@@ -75,6 +77,8 @@ mod error;
 pub mod filter;
 #[cfg(feature = "hot")]
 pub mod hot;
+#[cfg(feature = "migrate")]
+pub mod migrate;
 pub mod query;
 mod record;
 mod schema;

@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod data;
 mod demo;
+mod migrate;
 mod search;
 
 use anyhow::Context;
@@ -95,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Revoke(a) => access::revoke(&ctx, a),
         Command::Role(RoleCmd::Define { name, ops }) => access::define_role(&ctx, &name, &ops),
         Command::Audit(a) => access::audit(&ctx, a),
+        Command::Migrate(a) => migrate::run(&ctx, a).await,
         Command::Security(SecurityCmd::Status) => admin::security_status(&ctx),
         Command::Key(KeyCmd::Rotate {
             data_key,

@@ -5,6 +5,7 @@ mod access;
 mod bench;
 mod common;
 mod errors;
+mod migrate;
 mod roundtrip;
 mod security;
 mod workflow;

@@ -14,6 +14,18 @@ mod indexes;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis_cache;
+#[cfg(feature = "migrate")]
+mod migrate_chroma;
+#[cfg(feature = "migrate")]
+mod migrate_pgvector;
+#[cfg(feature = "migrate")]
+mod migrate_pinecone;
+#[cfg(feature = "migrate")]
+mod migrate_qdrant;
+#[cfg(feature = "migrate")]
+mod migrate_support;
+#[cfg(feature = "migrate")]
+mod migrate_weaviate;
 mod search;
 mod security_keys;
 mod security_tee;
