@@ -518,6 +518,8 @@ pub enum AuditCmd {
         #[arg(long)]
         days: u32,
     },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum MigrateStore {
     Pgvector,

@@ -155,6 +155,8 @@ pub enum Error {
         /// Where we tried to connect (credentials removed).
         target: String,
         /// The cause.
+        reason: String,
+    },
     /// A migration source could not be reached (connection refused, DNS,
     /// TLS, timeout).
     #[error("cannot reach the {store} source at {url}: {reason}")]
@@ -266,6 +268,7 @@ impl Error {
             }
             Error::PermissionDenied { .. } => {
                 "use an API key whose principal holds this permission (--api-key-env VAR), or ask an admin for a grant"
+            }
             Error::SourceUnreachable { .. } => {
                 "check the source URL (--url, --pg-url) and that the server is running and reachable from here"
             }

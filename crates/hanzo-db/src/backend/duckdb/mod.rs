@@ -194,6 +194,8 @@ impl VectorDatabase for DuckDbBackend {
             vector_indexes: Vec::new(),
             time_travel: false,
             compaction: false,
+            scalar_indexes: false,
+            max_dimension: None,
         }
     }
 
@@ -345,6 +347,7 @@ impl VectorDatabase for DuckDbBackend {
             IndexSpec::Scalar { .. } => "scalar indexes",
             IndexSpec::IvfPq { .. } => "IVF_PQ indexes (searches are exact)",
             IndexSpec::Hnsw { .. } => "HNSW indexes (searches are exact)",
+            IndexSpec::IvfFlat { .. } => "IVF_FLAT indexes (searches are exact)",
             IndexSpec::Auto => "vector indexes (searches are exact)",
         }))
     }

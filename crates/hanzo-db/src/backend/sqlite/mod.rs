@@ -170,6 +170,8 @@ impl VectorDatabase for SqliteBackend {
             vector_indexes: Vec::new(),
             time_travel: false,
             compaction: false,
+            scalar_indexes: false,
+            max_dimension: None,
         }
     }
 
@@ -328,6 +330,7 @@ impl VectorDatabase for SqliteBackend {
             IndexSpec::Scalar { .. } => "scalar indexes",
             IndexSpec::IvfPq { .. } => "IVF_PQ indexes (searches are exact)",
             IndexSpec::Hnsw { .. } => "HNSW indexes (searches are exact)",
+            IndexSpec::IvfFlat { .. } => "IVF_FLAT indexes (searches are exact)",
             IndexSpec::Auto => "vector indexes (searches are exact)",
         }))
     }
