@@ -158,6 +158,14 @@ impl ConnectBuilder {
             let backend = crate::cache::wrap(Arc::new(engine), config.cache.as_ref())?;
             return Ok(Database::from_backend(backend, config));
         }
+        #[cfg(feature = "redis")]
+        if config.workloads.vectors == DatabaseBackend::Redis {
+            return Err(Error::Config(
+                "Redis is a cache, not a storage engine: choose another engine for vectors \
+                 and put Redis in front of it with `cache` (ConnectBuilder::redis_cache)"
+                    .into(),
+            ));
+        }
         std::fs::create_dir_all(&config.path).map_err(|source| Error::Io {
             path: config.path.display().to_string(),
             source,
