@@ -565,7 +565,7 @@ pub(super) fn search(
     let (cond, mut params) = compiled_where(filter, schema, 2)?;
     params.insert(0, SqlValue::Text(vector_text(query)));
     let mut stmt = conn
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT {} FROM {} WHERE {cond} ORDER BY {dist}, id LIMIT {k}",
             select_list(schema, p, true),
             table(name)
