@@ -12,3 +12,4 @@ mod security_tee;
 mod time_travel;
 mod upkeep;
 mod write_buffer;
+mod write_buffer_crash;
