@@ -31,6 +31,8 @@
 
 mod codec;
 mod frame;
+mod read;
+mod recover;
 mod segment;
 mod table;
 mod view;
@@ -41,12 +43,11 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 
 use crate::backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 use crate::config::WriteBufferConfig;
 use crate::error::{Error, Result};
-use crate::filter::{Condition, Filter, Leaf, Scalar};
+use crate::filter::Filter;
 use crate::query::{
     CompactionStats, IndexInfo, IndexSpec, Projection, SearchHit, SearchRequest, TableStats,
     VersionInfo,
@@ -55,11 +56,9 @@ use crate::record::MultimodalRecord;
 use crate::schema::TableSchema;
 use crate::security::Security;
 use codec::Op;
-use segment::{LogKeys, list_segments, read_segment, sync_dir};
-use table::{FoldCtx, TableBuf, apply_to_engine, replay_apply};
-use view::{
-    Overlay, Pending, merge_hits, nearest, normalise, normalise_filter, view_get, view_iter,
-};
+use segment::{LogKeys, sync_dir};
+use table::{FoldCtx, TableBuf};
+use view::{Pending, normalise, view_get};
 
 /// A write call larger than this (in encoded bytes) bypasses the buffer.
 const MAX_SMALL_BYTES: usize = 8 << 20;
@@ -313,91 +312,6 @@ impl Core {
         }
     }
 
-    /// Replays every table's log into the engine and removes it.
-    async fn recover(&self) -> Result<()> {
-        let rd = match std::fs::read_dir(&self.wal) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err(&self.wal)(e)),
-        };
-        let mut dirs: Vec<PathBuf> = rd
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect();
-        if dirs.is_empty() {
-            return Ok(());
-        }
-        dirs.sort();
-        let tables = self.inner.list_tables().await?;
-        for dir in dirs {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if !tables.contains(&name) {
-                // The table was dropped after its log was written.
-                std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-                continue;
-            }
-            self.replay_table(&name, &dir).await?;
-        }
-        if self.config.sync {
-            sync_dir(&self.wal)?;
-        }
-        Ok(())
-    }
-
-    async fn replay_table(&self, name: &str, dir: &Path) -> Result<()> {
-        let segments = list_segments(dir)?;
-        if segments.is_empty() {
-            return Ok(());
-        }
-        let schema = self.inner.table_schema(name).await?;
-        let mut overlay = Overlay::new();
-        let mut expect = None;
-        let mut frames = 0usize;
-        for path in &segments {
-            let read = read_segment(path, name, &self.keys, expect)?;
-            if let Some(why) = &read.cut {
-                tracing::warn!(table = name, segment = %path.display(), "write-buffer log tail cut on replay: {why}");
-            }
-            expect = match (&read.cut, read.frames.last()) {
-                (Some(_), _) => None,
-                (None, Some((seq, _))) => Some(seq + 1),
-                (None, None) => expect,
-            };
-            frames += read.frames.len();
-            for (seq, op) in read.frames {
-                let rows = match &op {
-                    Op::Insert(r) | Op::Upsert(r) => normalise(&schema, r)?,
-                    Op::Delete(_) => Vec::new(),
-                };
-                replay_apply(&mut overlay, op, rows, seq);
-            }
-        }
-        if !overlay.is_empty() {
-            tracing::info!(
-                table = name,
-                frames,
-                rows = overlay.len(),
-                "replaying the write-buffer log"
-            );
-            let started = std::time::SystemTime::now();
-            apply_to_engine(&self.inner, name, &overlay, true).await?;
-            if let (true, Some(dir)) = (self.config.sync, self.engine_dir(name)) {
-                table::sync_engine_dir(dir, started).await?;
-            }
-        }
-        for path in &segments {
-            std::fs::remove_file(path).map_err(io_err(path))?;
-        }
-        if self.config.sync {
-            sync_dir(dir)?;
-        }
-        Ok(())
-    }
-
     fn is_small(&self, op: &Op) -> bool {
         op.len() <= self.config.max_write_rows && op.encoded_len() <= MAX_SMALL_BYTES
     }
@@ -598,50 +512,7 @@ impl VectorDatabase for WriteBuffer {
         projection: &Projection,
         version: Option<u64>,
     ) -> Result<Vec<MultimodalRecord>> {
-        let t = match (version, self.core.existing(table)) {
-            (None, Some(t)) => t,
-            (Some(_), Some(_)) => {
-                self.core.flush_table(table).await?;
-                return self.core.inner.get(table, ids, projection, version).await;
-            }
-            (_, None) => return self.core.inner.get(table, ids, projection, version).await,
-        };
-        let mut buffered: HashMap<&str, Option<MultimodalRecord>> = HashMap::new();
-        {
-            let st = t.state();
-            for id in ids {
-                if let Some(p) = view_get(&st.overlay, st.folding.as_deref(), id) {
-                    let r = match p {
-                        Pending::Put { row, .. } => Some(row.project(projection)),
-                        Pending::Delete => None,
-                    };
-                    buffered.entry(id.as_str()).or_insert(r);
-                }
-            }
-        }
-        let rest: Vec<String> = ids
-            .iter()
-            .filter(|id| !buffered.contains_key(id.as_str()))
-            .cloned()
-            .collect();
-        let mut from_engine: HashMap<String, MultimodalRecord> = if rest.is_empty() {
-            HashMap::new()
-        } else {
-            self.core
-                .inner
-                .get(table, &rest, projection, None)
-                .await?
-                .into_iter()
-                .map(|r| (r.id.clone(), r))
-                .collect()
-        };
-        Ok(ids
-            .iter()
-            .filter_map(|id| match buffered.remove(id.as_str()) {
-                Some(r) => r,
-                None => from_engine.remove(id),
-            })
-            .collect())
+        self.core.get(table, ids, projection, version).await
     }
 
     async fn scan(
@@ -650,150 +521,15 @@ impl VectorDatabase for WriteBuffer {
         projection: &Projection,
         version: Option<u64>,
     ) -> Result<RecordStream> {
-        let t = match (version, self.core.existing(table)) {
-            (None, Some(t)) => t,
-            (Some(_), Some(_)) => {
-                self.core.flush_table(table).await?;
-                return self.core.inner.scan(table, projection, version).await;
-            }
-            (_, None) => return self.core.inner.scan(table, projection, version).await,
-        };
-        let _engine = t.engine_lock.lock().await;
-        let mut masked: HashSet<Arc<str>> = HashSet::new();
-        let mut puts = Vec::new();
-        {
-            let st = t.state();
-            for (id, p) in view_iter(&st.overlay, st.folding.as_deref()) {
-                masked.insert(id.clone());
-                if let Pending::Put { row, seq, .. } = p {
-                    puts.push((*seq, row.clone()));
-                }
-            }
-        }
-        let stream = self.core.inner.scan(table, projection, None).await?;
-        drop(_engine);
-        if masked.is_empty() {
-            return Ok(stream);
-        }
-        puts.sort_by_key(|(seq, _)| *seq);
-        let tail: Vec<MultimodalRecord> = puts.iter().map(|(_, r)| r.project(projection)).collect();
-        let tail = futures::stream::iter((!tail.is_empty()).then_some(Ok(tail)));
-        Ok(stream
-            .map(move |batch| {
-                batch.map(|rows| {
-                    rows.into_iter()
-                        .filter(|r| !masked.contains(r.id.as_str()))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .filter(|b| futures::future::ready(b.as_ref().map_or(true, |rows| !rows.is_empty())))
-            .chain(tail)
-            .boxed())
+        self.core.scan(table, projection, version).await
     }
 
     async fn count(&self, table: &str, filter: Option<&Filter>) -> Result<u64> {
-        let Some(t) = self.core.existing(table) else {
-            return self.core.inner.count(table, filter).await;
-        };
-        // No fold runs while counting: the engine and the buffer are read at one moment.
-        let _engine = t.engine_lock.lock().await;
-        let normal = filter.map(|f| normalise_filter(&t.schema, f));
-        let mut add = 0u64;
-        let mut hidden_ids: Vec<Scalar> = Vec::new();
-        {
-            let st = t.state();
-            for (id, p) in view_iter(&st.overlay, st.folding.as_deref()) {
-                if p.masks_engine_row() {
-                    hidden_ids.push(Scalar::Str(id.to_string()));
-                }
-                if let Pending::Put { row, .. } = p {
-                    if row.matches(normal.as_ref()) {
-                        add += 1;
-                    }
-                }
-            }
-        }
-        let base = self.core.inner.count(table, filter).await?;
-        let hidden = if hidden_ids.is_empty() {
-            0
-        } else {
-            let ids = Filter::Leaf(Leaf {
-                path: vec!["id".into()],
-                op: Condition::In {
-                    values: hidden_ids,
-                    negated: false,
-                },
-            });
-            let f = match filter {
-                Some(f) => f.clone().and(ids),
-                None => ids,
-            };
-            self.core.inner.count(table, Some(&f)).await?
-        };
-        Ok(base.saturating_sub(hidden) + add)
+        self.core.count(table, filter).await
     }
 
     async fn vector_search(&self, table: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {
-        let t = match (req.version, self.core.existing(table)) {
-            (None, Some(t)) => t,
-            (Some(_), Some(_)) => {
-                self.core.flush_table(table).await?;
-                return self.core.inner.vector_search(table, req).await;
-            }
-            (_, None) => return self.core.inner.vector_search(table, req).await,
-        };
-        let Some(query) = req.vector.as_deref() else {
-            return self.core.inner.vector_search(table, req).await;
-        };
-        let metric = req.metric.unwrap_or(t.schema.metric);
-        let normal = req.filter.as_ref().map(|f| normalise_filter(&t.schema, f));
-        let snapshot = {
-            let st = t.state();
-            if st.overlay.is_empty() && st.folding.is_none() {
-                None
-            } else {
-                let rows =
-                    view_iter(&st.overlay, st.folding.as_deref()).filter_map(|(_, p)| match p {
-                        Pending::Put { row, .. } => Some(row),
-                        Pending::Delete => None,
-                    });
-                let candidates = nearest(rows, query, metric, normal.as_ref(), req.k);
-                let masked: HashSet<Arc<str>> = view_iter(&st.overlay, st.folding.as_deref())
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                // Engine rows the view may hide: replaced and deleted ids, and
-                // rows of a running fold that may already have landed.
-                let budget = st.overlay.values().filter(|p| p.masks_engine_row()).count()
-                    + st.folding.as_ref().map_or(0, |f| f.len());
-                Some((candidates, masked, budget))
-            }
-        };
-        let Some((candidates, masked, budget)) = snapshot else {
-            return self.core.inner.vector_search(table, req).await;
-        };
-        // Ask for a few more rows than k, and again for more when the buffer
-        // hid so many that fewer than k are left (most hidden rows are far away).
-        let most = req.k + masked.len();
-        let mut wide = req.clone();
-        wide.k = (req.k + budget.min(2 * req.k + 8)).min(most);
-        loop {
-            let hits = self.core.inner.vector_search(table, &wide).await?;
-            let hidden = hits
-                .iter()
-                .filter(|h| masked.contains(h.record.id.as_str()))
-                .count();
-            let short = hits.len() == wide.k && hits.len() - hidden < req.k;
-            if !short || wide.k >= most {
-                return Ok(merge_hits(
-                    candidates,
-                    hits,
-                    &masked,
-                    &req.projection,
-                    req.k,
-                ));
-            }
-            wide.k = (wide.k * 2).min(most);
-        }
+        self.core.vector_search(table, req).await
     }
 
     async fn text_search(&self, table: &str, req: &SearchRequest) -> Result<Vec<SearchHit>> {

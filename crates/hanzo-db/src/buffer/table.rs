@@ -285,14 +285,8 @@ impl TableBuf {
     }
 }
 
-/// Runs a blocking `fsync` without stalling the runtime: in place on a
-/// multi-threaded runtime (no hand-off to another thread on the write
-/// path), else on the blocking pool.
+/// Runs a blocking `fsync` on the blocking pool, off the async threads.
 async fn blocking(seg: Arc<Segment>, f: fn(&Segment) -> Result<()>) -> Result<()> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-        return tokio::task::block_in_place(|| f(&seg));
-    }
     tokio::task::spawn_blocking(move || f(&seg))
         .await
         .map_err(|e| Error::engine("write buffer", "log fsync", e))?

@@ -32,3 +32,4 @@ mod security_tee;
 mod time_travel;
 mod upkeep;
 mod write_buffer;
+mod write_buffer_crash;
