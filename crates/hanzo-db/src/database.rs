@@ -38,6 +38,7 @@ pub fn connect(path: impl Into<std::path::PathBuf>) -> ConnectBuilder {
     ConnectBuilder {
         config: DatabaseConfig::new(path),
         key_provider: None,
+        authorizer: None,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn connect(path: impl Into<std::path::PathBuf>) -> ConnectBuilder {
 pub struct ConnectBuilder {
     config: DatabaseConfig,
     key_provider: Option<Box<dyn KeyProvider>>,
+    authorizer: Option<Arc<dyn crate::access::Authorizer>>,
 }
 
 impl ConnectBuilder {
@@ -90,6 +92,13 @@ impl ConnectBuilder {
     /// Uses this key provider (e.g. an external KMS) instead of `key`.
     pub fn key_provider(mut self, provider: Box<dyn KeyProvider>) -> Self {
         self.key_provider = Some(provider);
+        self
+    }
+
+    /// Uses this authorizer (an external identity and access service)
+    /// instead of the built-in policy kept in the database.
+    pub fn authorizer(mut self, authorizer: Arc<dyn crate::access::Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
         self
     }
 
@@ -139,6 +148,7 @@ impl ConnectBuilder {
             security.key_source(),
             config.audit.clone(),
             backend,
+            self.authorizer,
         )?;
         let mut open = crate::audit::Event::new(None, "open", None);
         open.shape = Some(serde_json::json!({"backend": config.workloads.vectors.to_string()}));
