@@ -39,6 +39,7 @@ pub fn connect(path: impl Into<std::path::PathBuf>) -> ConnectBuilder {
         config: DatabaseConfig::new(path),
         key_provider: None,
         workload: Workload::Vectors,
+        authorizer: None,
     }
 }
 
@@ -49,6 +50,7 @@ pub struct ConnectBuilder {
     config: DatabaseConfig,
     key_provider: Option<Box<dyn KeyProvider>>,
     workload: Workload,
+    authorizer: Option<Arc<dyn crate::access::Authorizer>>,
 }
 
 impl ConnectBuilder {
@@ -126,6 +128,13 @@ impl ConnectBuilder {
     /// Uses this key provider (e.g. an external KMS) instead of `key`.
     pub fn key_provider(mut self, provider: Box<dyn KeyProvider>) -> Self {
         self.key_provider = Some(provider);
+        self
+    }
+
+    /// Uses this authorizer (an external identity and access service)
+    /// instead of the built-in policy kept in the database.
+    pub fn authorizer(mut self, authorizer: Arc<dyn crate::access::Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
         self
     }
 
@@ -241,6 +250,7 @@ impl ConnectBuilder {
             security.key_source(),
             config.audit.clone(),
             backend,
+            self.authorizer,
         )?;
         let mut open = crate::audit::Event::new(None, "open", None);
         open.shape = Some(serde_json::json!({"backend": config.workloads.vectors.to_string()}));

@@ -75,12 +75,19 @@ impl Governance {
         keys: Option<Arc<dyn KeySource>>,
         audit_config: AuditConfig,
         engine: Arc<dyn VectorDatabase>,
+        external: Option<Arc<dyn Authorizer>>,
     ) -> Result<Arc<Self>> {
-        let policy = Arc::new(PolicyStore::open(path, keys.clone())?);
+        let (authorizer, policy): (Arc<dyn Authorizer>, _) = match external {
+            Some(a) => (a, None),
+            None => {
+                let p = Arc::new(PolicyStore::open(path, keys.clone())?);
+                (p.clone(), Some(p))
+            }
+        };
         let gov = Arc::new(Self {
             engine,
-            authorizer: policy.clone(),
-            policy: Some(policy.clone()),
+            authorizer,
+            policy,
             audit: Arc::default(),
             audit_dir: path.join(".hanzo").join("audit"),
             audit_key_file: path.join(".hanzo").join("audit.key"),
@@ -92,7 +99,7 @@ impl Governance {
                 rd.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "hal")))
             })
             .unwrap_or(false);
-        if gov.audit_config.enabled || has_log || policy.enabled() {
+        if gov.audit_config.enabled || has_log || gov.authorizer.enabled() {
             gov.enable_audit()?;
         }
         Ok(gov)
