@@ -38,6 +38,7 @@ mod http;
 mod pgvector;
 mod pinecone;
 mod qdrant;
+mod report;
 mod runner;
 mod verify;
 mod weaviate;
@@ -55,9 +56,10 @@ pub use http::RetryPolicy;
 pub use pgvector::PgVectorSource;
 pub use pinecone::PineconeSource;
 pub use qdrant::QdrantSource;
+pub use report::{MigrationReport, PlannedTable, Progress, TableReport};
+pub use runner::Migration;
 #[cfg(feature = "lancedb")]
 pub use runner::migrate_from_postgres;
-pub use runner::{Migration, MigrationReport, PlannedTable, Progress, TableReport};
 pub use verify::Verification;
 pub use weaviate::WeaviateSource;
 
