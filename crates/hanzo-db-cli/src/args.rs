@@ -353,6 +353,9 @@ pub struct Bench {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Turn the hot in-memory index off (measure LanceDB alone).
+    #[arg(long)]
+    pub no_hot: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = &cli.key_file {
         config.security.key = hanzo_db::KeyConfig::KeyFile { path: path.clone() };
     }
+    // The hot in-memory index pays off in a long-lived process; a one-shot
+    // command that only writes or reads by id would just start building it.
+    if !matches!(
+        cli.command,
+        Command::Search(_) | Command::Stats { .. } | Command::Demo
+    ) {
+        config.hot.enabled = false;
+    }
     let db = hanzo_db::connect(config.path.clone())
         .config(config)
         .execute()

@@ -128,7 +128,9 @@ pub(crate) fn nearest(
     // Rows written since the graph was built, exactly.
     out.extend(exact(mem, query, filter, false));
     out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    out.dedup_by_key(|(key, _)| *key);
+    // A row being folded can be found both in the graph and as pending.
+    let mut seen = std::collections::HashSet::with_capacity(out.len());
+    out.retain(|(key, _)| seen.insert(*key));
     out.truncate(k);
     Ok(out)
 }
