@@ -260,7 +260,8 @@ pub(crate) fn apply_to(mem: &mut Mem, op: Op) {
         Op::DeleteWhere(f) => {
             mem.remove_where(&f);
         }
-        Op::Touch => {}
+        // Same rows, new version: the saved file no longer matches it.
+        Op::Touch => mem.dirty += 1,
     }
 }
 

@@ -272,6 +272,15 @@ async fn reopening_loads_the_saved_encrypted_index() {
         )
         .await
         .unwrap();
+        // A new version with the same rows (an index build) is saved too.
+        db.create_index(
+            "p",
+            hanzo_db::IndexSpec::Scalar {
+                column: "bucket".into(),
+            },
+        )
+        .await
+        .unwrap();
         let s = ready(&db, "p").await;
         assert!(!s.loaded_from_disk);
     }
