@@ -17,7 +17,7 @@ use super::persist::{self, Expect};
 use super::table::{After, State, TableHot, apply_to, claim, row_from};
 
 /// Rows moved into the graph per step while folding.
-const FOLD_CHUNK: usize = 4096;
+const FOLD_CHUNK: usize = 256;
 
 impl Shared {
     /// Acts on what applying a write asked for.
@@ -199,6 +199,7 @@ impl Shared {
             ids: HashMap::with_capacity(n),
             rows: HashMap::with_capacity(n),
             pending: Vec::new(),
+            stragglers: Vec::new(),
             next_key: 0,
             version,
             from_disk: false,
@@ -243,9 +244,7 @@ impl Shared {
     }
 
     /// Moves pending rows into the graph on a blocking thread, a chunk at a
-    /// time: the vectors are added without holding the table's lock
-    /// (usearch takes concurrent inserts and searches), then marked as in
-    /// the graph under it.
+    /// time, releasing the table's lock between chunks so searches go on.
     pub(crate) fn spawn_fold(self: &Arc<Self>, t: Arc<TableHot>) {
         if !claim(&t.folding) {
             return;
@@ -287,51 +286,46 @@ impl Shared {
         });
     }
 
-    /// Folds one chunk; returns true when nothing is left to fold.
+    /// Folds one chunk; returns true when nothing is left to fold. The chunk
+    /// is added under the table's write lock (in parallel inside it), so
+    /// the graph never changes under a search, a delete or a save.
     fn fold_step(&self, t: &TableHot) -> Result<bool> {
-        let (index, work, taken) = {
-            let mut state = t.state.write().expect("lock");
-            let State::Hot(mem) = &mut *state else {
-                return Ok(true);
-            };
-            if mem.pending.is_empty() {
-                return Ok(true);
-            }
-            let need = mem.index.size() + mem.pending.len();
-            if need > mem.index.capacity() {
-                let grow = (mem.index.capacity() * 2).max(need + 1024);
-                mem.index
-                    .reserve_capacity_and_threads(grow, search_threads())
-                    .map_err(usearch_err)?;
-            }
-            let taken = mem.pending.len().min(FOLD_CHUNK);
-            let work: Vec<(u64, Vec<f32>)> = mem.pending[..taken]
-                .iter()
-                .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
-                .collect();
-            (mem.index.clone(), work, taken)
-        };
-        add_parallel(&index, &work)?;
         let mut state = t.state.write().expect("lock");
         let State::Hot(mem) = &mut *state else {
             return Ok(true);
         };
-        if !Arc::ptr_eq(&mem.index, &index) {
+        if mem.pending.is_empty() {
             return Ok(true);
         }
-        // Writes only append to `pending`, so its first `taken` keys are ours.
-        mem.pending.drain(..taken);
-        let keep_f32 = mem.layout.keep_f32;
-        for (key, _) in &work {
-            match mem.rows.get_mut(key) {
-                Some(row) if !keep_f32 => {
+        let need = mem.index.size() + mem.pending.len();
+        if need > mem.index.capacity() {
+            let grow = (mem.index.capacity() * 2).max(need + 1024);
+            mem.index
+                .reserve_capacity_and_threads(grow, search_threads())
+                .map_err(usearch_err)?;
+        }
+        let taken = mem.pending.len().min(FOLD_CHUNK);
+        let keys: Vec<u64> = mem.pending.drain(..taken).collect();
+        let work: Vec<(u64, Vec<f32>)> = keys
+            .iter()
+            .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
+            .collect();
+        add_parallel(&mem.index, &work)?;
+        // HNSW can leave an outlier with no links pointing to it; such rows
+        // are searched exactly from then on instead of being lost.
+        for (key, v) in &work {
+            let m = mem.index.search(v, 1).map_err(usearch_err)?;
+            let reachable =
+                m.keys.first() == Some(key) || m.distances.first().is_some_and(|d| *d <= 1e-6);
+            if !reachable {
+                mem.stragglers.push(*key);
+            }
+        }
+        if !mem.layout.keep_f32 {
+            for (key, _) in &work {
+                if let Some(row) = mem.rows.get_mut(key) {
                     mem.row_bytes = mem.row_bytes.saturating_sub(row.vector.len() as u64 * 4);
                     row.vector = Vec::new();
-                }
-                Some(_) => {}
-                // Deleted while it was being added.
-                None => {
-                    let _ = index.remove(*key);
                 }
             }
         }

@@ -179,6 +179,9 @@ pub(crate) struct Mem {
     pub rows: HashMap<u64, Row>,
     /// Keys written since the graph was built, not yet in it (searched exactly).
     pub pending: Vec<u64>,
+    /// Keys in the graph that a search for their own vector did not reach
+    /// (HNSW outliers): searched exactly as well.
+    pub stragglers: Vec<u64>,
     pub next_key: u64,
     /// The table version this state reflects.
     pub version: u64,

@@ -348,6 +348,7 @@ impl VectorDatabase for HotIndex {
                 ids: HashMap::new(),
                 rows: HashMap::new(),
                 pending: Vec::new(),
+                stragglers: Vec::new(),
                 next_key: 0,
                 version,
                 from_disk: false,
