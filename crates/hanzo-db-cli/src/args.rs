@@ -390,6 +390,9 @@ pub struct Bench {
     /// Audit log: on, off or both (both runs the whole bench twice).
     #[arg(long, default_value = "off")]
     pub audit: Encrypted,
+    /// Turn the hot in-memory index off (measure LanceDB alone).
+    #[arg(long)]
+    pub no_hot: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -125,6 +125,12 @@ impl ConnectBuilder {
         self
     }
 
+    /// Settings of the write buffer for small writes (on by default).
+    pub fn write_buffer(mut self, buffer: crate::config::WriteBufferConfig) -> Self {
+        self.config.write_buffer = buffer;
+        self
+    }
+
     /// Uses this key provider (e.g. an external KMS) instead of `key`.
     pub fn key_provider(mut self, provider: Box<dyn KeyProvider>) -> Self {
         self.key_provider = Some(provider);

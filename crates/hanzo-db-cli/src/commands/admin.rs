@@ -174,6 +174,12 @@ pub async fn stats(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for n in &names {
         let s = ctx.db.table_stats(n).await?;
+        // Which path serves vector searches: the hot in-memory index (loaded
+        // from its saved file when current), still building, or LanceDB.
+        let hot = ctx
+            .db
+            .wait_hot(n, std::time::Duration::from_secs(2))
+            .await?;
         let indexed: u64 = s
             .indexes
             .iter()
@@ -192,8 +198,10 @@ pub async fn stats(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<()> {
             } else {
                 format!("{indexed}/{}", s.rows)
             },
+            hot.as_ref()
+                .map_or_else(|| "lance".into(), |h| h.serving.to_string()),
         ]);
-        docs.push(json!({"table": n, "stats": s}));
+        docs.push(json!({"table": n, "stats": s, "hot": hot}));
     }
     ctx.out.emit(&json!({"tables": docs}), || {
         table(
@@ -205,6 +213,7 @@ pub async fn stats(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<()> {
                 "VERSIONS",
                 "FRAGMENTS",
                 "INDEXED",
+                "SERVING",
             ],
             &rows,
         )

@@ -63,6 +63,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Bench(_)) {
         config.workloads.vectors = DatabaseBackend::LanceDb;
     }
+    // The hot in-memory index pays off in a long-lived process; a one-shot
+    // command that only writes or reads by id would just start building it.
+    if !matches!(
+        cli.command,
+        Command::Search(_) | Command::Stats { .. } | Command::Demo
+    ) {
+        config.hot.enabled = false;
+    }
     let mut db = hanzo_db::connect(config.path.clone())
         .config(config)
         .execute()

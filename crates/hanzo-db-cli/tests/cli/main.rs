@@ -1,7 +1,7 @@
 //! Drives the real `hanzo-db` binary on real files.
 
-mod backends;
 mod access;
+mod backends;
 mod bench;
 mod common;
 mod errors;

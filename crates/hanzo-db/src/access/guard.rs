@@ -152,6 +152,14 @@ impl VectorDatabase for Guarded {
         self.inner.capabilities()
     }
 
+    fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        self.inner.cache_stats()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+
     async fn create_table(&self, name: &str, schema: &TableSchema) -> Result<()> {
         self.check(Some(Permission::Create), Some(name))?;
         self.inner.create_table(name, schema).await

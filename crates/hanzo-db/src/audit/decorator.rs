@@ -146,6 +146,14 @@ impl VectorDatabase for Audited {
         self.inner.capabilities()
     }
 
+    fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        self.inner.cache_stats()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+
     async fn create_table(&self, name: &str, schema: &TableSchema) -> Result<()> {
         let shape = json!({
             "dimension": schema.dimension,

@@ -313,6 +313,10 @@ impl VectorDatabase for RedisCache {
         self.inner.capabilities()
     }
 
+    async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+
     fn cache_stats(&self) -> Option<CacheStats> {
         Some(self.stats())
     }

@@ -16,8 +16,8 @@ use super::mem::{Layout, Mem, search_threads, usearch_err};
 use super::persist::{self, Expect};
 use super::table::{After, State, TableHot, apply_to, claim, row_from};
 
-/// Rows moved into the graph per lock hold while folding.
-const FOLD_CHUNK: usize = 64;
+/// Rows moved into the graph per step while folding.
+const FOLD_CHUNK: usize = 256;
 
 impl Shared {
     /// Acts on what applying a write asked for.
@@ -199,6 +199,7 @@ impl Shared {
             ids: HashMap::with_capacity(n),
             rows: HashMap::with_capacity(n),
             pending: Vec::new(),
+            stragglers: Vec::new(),
             next_key: 0,
             version,
             from_disk: false,
@@ -242,7 +243,8 @@ impl Shared {
         Ok(Some(mem))
     }
 
-    /// Moves pending rows into the graph, a few at a time, on a blocking thread.
+    /// Moves pending rows into the graph on a blocking thread, a chunk at a
+    /// time, releasing the table's lock between chunks so searches go on.
     pub(crate) fn spawn_fold(self: &Arc<Self>, t: Arc<TableHot>) {
         if !claim(&t.folding) {
             return;
@@ -250,52 +252,84 @@ impl Shared {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             loop {
-                let mut save = false;
-                let done = {
-                    let mut state = t.state.write().expect("lock");
-                    match &mut *state {
-                        State::Hot(mem) => match mem.fold(FOLD_CHUNK) {
-                            Ok(done) => {
-                                save = done
-                                    && me.cfg.persist
-                                    && mem.dirty >= me.cfg.persist_every_writes.max(1);
-                                done
-                            }
-                            Err(e) => {
-                                tracing::warn!(table = %t.name, error = %e, "folding failed; rebuilding");
-                                *state = State::Building {
-                                    ops: Vec::new(),
-                                    version: None,
-                                };
-                                drop(state);
-                                t.folding.store(false, Ordering::Release);
-                                let _ = me.runtime.spawn({
-                                    let me = me.clone();
-                                    let t = t.clone();
-                                    async move { me.build(t).await }
-                                });
-                                return;
-                            }
-                        },
-                        _ => true,
+                match me.fold_step(&t) {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => {
+                        tracing::warn!(table = %t.name, error = %e, "folding failed; rebuilding");
+                        t.invalidate();
+                        t.folding.store(false, Ordering::Release);
+                        let me2 = me.clone();
+                        let t2 = t.clone();
+                        me.runtime.spawn(async move { me2.build(t2).await });
+                        return;
                     }
-                };
-                if done {
-                    t.folding.store(false, Ordering::Release);
-                    // A write may have added rows after the last chunk.
-                    let more = matches!(&*t.state.read().expect("lock"),
-                        State::Hot(mem) if !mem.pending.is_empty());
-                    if more && claim(&t.folding) {
-                        continue;
-                    }
-                    if save {
-                        me.save_now(&t);
-                    }
-                    return;
                 }
-                std::thread::yield_now();
+                let save = match &*t.state.read().expect("lock") {
+                    State::Hot(mem) => {
+                        me.cfg.persist && mem.dirty >= me.cfg.persist_every_writes.max(1)
+                    }
+                    _ => false,
+                };
+                if save {
+                    me.save_claimed(&t);
+                }
+                t.folding.store(false, Ordering::Release);
+                // A write may have added rows after the last chunk.
+                let more = matches!(&*t.state.read().expect("lock"),
+                    State::Hot(mem) if !mem.pending.is_empty());
+                if more && claim(&t.folding) {
+                    continue;
+                }
+                return;
             }
         });
+    }
+
+    /// Folds one chunk; returns true when nothing is left to fold. The chunk
+    /// is added under the table's write lock (in parallel inside it), so
+    /// the graph never changes under a search, a delete or a save.
+    fn fold_step(&self, t: &TableHot) -> Result<bool> {
+        let mut state = t.state.write().expect("lock");
+        let State::Hot(mem) = &mut *state else {
+            return Ok(true);
+        };
+        if mem.pending.is_empty() {
+            return Ok(true);
+        }
+        let need = mem.index.size() + mem.pending.len();
+        if need > mem.index.capacity() {
+            let grow = (mem.index.capacity() * 2).max(need + 1024);
+            mem.index
+                .reserve_capacity_and_threads(grow, search_threads())
+                .map_err(usearch_err)?;
+        }
+        let taken = mem.pending.len().min(FOLD_CHUNK);
+        let keys: Vec<u64> = mem.pending.drain(..taken).collect();
+        let work: Vec<(u64, Vec<f32>)> = keys
+            .iter()
+            .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
+            .collect();
+        add_parallel(&mem.index, &work)?;
+        // HNSW can leave an outlier with no links pointing to it; such rows
+        // are searched exactly from then on instead of being lost.
+        for (key, v) in &work {
+            let m = mem.index.search(v, 1).map_err(usearch_err)?;
+            let reachable =
+                m.keys.first() == Some(key) || m.distances.first().is_some_and(|d| *d <= 1e-6);
+            if !reachable {
+                mem.stragglers.push(*key);
+            }
+        }
+        if !mem.layout.keep_f32 {
+            for (key, _) in &work {
+                if let Some(row) = mem.rows.get_mut(key) {
+                    mem.row_bytes = mem.row_bytes.saturating_sub(row.vector.len() as u64 * 4);
+                    row.vector = Vec::new();
+                }
+            }
+        }
+        Ok(mem.pending.is_empty())
     }
 
     pub(crate) fn spawn_save(self: &Arc<Self>, t: Arc<TableHot>) {
@@ -306,9 +340,42 @@ impl Shared {
         tokio::task::spawn_blocking(move || me.save_now(&t));
     }
 
-    /// Saves a table's state if it is hot and has unsaved writes.
-    pub(crate) fn save_now(&self, t: &TableHot) {
-        if !self.cfg.persist || !claim(&t.saving) {
+    /// On close: waits for a running fold to finish, then saves.
+    pub(crate) fn save_on_close(&self, t: &TableHot) {
+        if !self.cfg.persist {
+            return;
+        }
+        let start = std::time::Instant::now();
+        while !claim(&t.folding) {
+            if start.elapsed() > std::time::Duration::from_secs(60) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.save_claimed(t);
+        t.folding.store(false, Ordering::Release);
+    }
+
+    /// Saves a table's state if it is hot and has unsaved writes. Folding
+    /// and saving exclude each other (both hold `folding`): the graph is
+    /// never serialised while rows are being added to it.
+    pub(crate) fn save_now(self: &Arc<Self>, t: &Arc<TableHot>) {
+        if !self.cfg.persist || !claim(&t.folding) {
+            return;
+        }
+        self.save_claimed(t);
+        t.folding.store(false, Ordering::Release);
+        // Writes made meanwhile could not start a fold.
+        let more = matches!(&*t.state.read().expect("lock"),
+            State::Hot(mem) if !mem.pending.is_empty());
+        if more && !self.is_closed() {
+            self.spawn_fold(t.clone());
+        }
+    }
+
+    /// Saves, with `folding` already held by the caller.
+    pub(crate) fn save_claimed(&self, t: &TableHot) {
+        if !claim(&t.saving) {
             return;
         }
         let saved = {

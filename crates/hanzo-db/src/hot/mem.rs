@@ -179,6 +179,9 @@ pub(crate) struct Mem {
     pub rows: HashMap<u64, Row>,
     /// Keys written since the graph was built, not yet in it (searched exactly).
     pub pending: Vec<u64>,
+    /// Keys in the graph that a search for their own vector did not reach
+    /// (HNSW outliers): searched exactly as well.
+    pub stragglers: Vec<u64>,
     pub next_key: u64,
     /// The table version this state reflects.
     pub version: u64,
@@ -302,29 +305,5 @@ impl Mem {
             .map(|r| r.id.clone())
             .collect();
         ids.iter().map(|id| self.remove_id(id)).sum()
-    }
-
-    /// Moves up to `max` pending rows into the graph; returns true when none are left.
-    pub fn fold(&mut self, max: usize) -> Result<bool> {
-        let take = self.pending.len().min(max);
-        let keys: Vec<u64> = self.pending.drain(..take).collect();
-        let need = self.index.size() + keys.len();
-        if need > self.index.capacity() {
-            let grow = (self.index.capacity() * 2).max(need + 1024);
-            self.index
-                .reserve_capacity_and_threads(grow, search_threads())
-                .map_err(usearch_err)?;
-        }
-        for key in keys {
-            let Some(row) = self.rows.get_mut(&key) else {
-                continue;
-            };
-            self.index.add(key, &row.vector).map_err(usearch_err)?;
-            if !self.layout.keep_f32 {
-                self.row_bytes = self.row_bytes.saturating_sub(row.vector.len() as u64 * 4);
-                row.vector = Vec::new();
-            }
-        }
-        Ok(self.pending.is_empty())
     }
 }

@@ -200,7 +200,8 @@ impl HotIndex {
         }
     }
 
-    /// Saves every table with unsaved writes now (also done on close).
+    /// Saves every table with unsaved writes now, waiting for folds in
+    /// progress (also done on close).
     pub fn save(&self) {
         let tables: Vec<_> = self
             .shared
@@ -211,7 +212,7 @@ impl HotIndex {
             .cloned()
             .collect();
         for t in tables {
-            self.shared.save_now(&t);
+            self.shared.save_on_close(&t);
         }
     }
 
@@ -229,14 +230,22 @@ impl HotIndex {
         let Some(t) = self.shared.table(table).await? else {
             return run(self.inner().clone()).await.map(|(r, _)| r);
         };
+        self.write_to(&t, op, run).await
+    }
+
+    async fn write_to<F, Fut, T>(&self, t: &Arc<TableHot>, op: Op, run: F) -> Result<T>
+    where
+        F: FnOnce(Arc<dyn VectorDatabase>) -> Fut,
+        Fut: std::future::Future<Output = Result<(T, Option<u64>)>>,
+    {
         let _w = t.writes.lock().await;
         let (result, version) = run(self.inner().clone()).await?;
         let version = match version {
             Some(v) => Some(v),
-            None => self.inner().version(table).await.ok(),
+            None => self.inner().version(&t.name).await.ok(),
         };
         let after = t.apply(op, version, &self.shared.cfg);
-        self.shared.follow(&t, after);
+        self.shared.follow(t, after);
         Ok(result)
     }
 
@@ -251,10 +260,12 @@ impl HotIndex {
     }
 
     /// Searches memory; `None` when LanceDB must serve this request.
-    async fn search_hot(&self, table: &str, req: &SearchRequest) -> Result<Option<Vec<SearchHit>>> {
-        let Some(t) = self.shared.table(table).await? else {
-            return Ok(None);
-        };
+    async fn search_hot(
+        &self,
+        t: &TableHot,
+        req: &SearchRequest,
+    ) -> Result<Option<Vec<SearchHit>>> {
+        let table = t.name.as_str();
         if !search::eligible(req, &t.schema) {
             return Ok(None);
         }
@@ -320,6 +331,14 @@ impl VectorDatabase for HotIndex {
         self.inner().capabilities()
     }
 
+    fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        self.inner.cache_stats()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+
     async fn create_table(&self, name: &str, schema: &TableSchema) -> Result<()> {
         self.inner().create_table(name, schema).await?;
         persist::remove(&self.shared.dir, name);
@@ -337,6 +356,7 @@ impl VectorDatabase for HotIndex {
                 ids: HashMap::new(),
                 rows: HashMap::new(),
                 pending: Vec::new(),
+                stragglers: Vec::new(),
                 next_key: 0,
                 version,
                 from_disk: false,
@@ -386,9 +406,11 @@ impl VectorDatabase for HotIndex {
     }
 
     async fn insert(&self, table: &str, records: Vec<MultimodalRecord>) -> Result<u64> {
-        let schema = self.inner().table_schema(table).await?;
-        let rows = to_rows(&schema, &records)?;
-        self.write(table, Op::Insert(rows), |inner| async move {
+        let Some(t) = self.shared.table(table).await? else {
+            return self.inner().insert(table, records).await;
+        };
+        let rows = to_rows(&t.schema, &records)?;
+        self.write_to(&t, Op::Insert(rows), |inner| async move {
             let v = inner.insert(table, records).await?;
             Ok((v, Some(v)))
         })
@@ -433,9 +455,11 @@ impl VectorDatabase for HotIndex {
     }
 
     async fn upsert(&self, table: &str, records: Vec<MultimodalRecord>) -> Result<u64> {
-        let schema = self.inner().table_schema(table).await?;
-        let rows = to_rows(&schema, &records)?;
-        self.write(table, Op::Upsert(rows), |inner| async move {
+        let Some(t) = self.shared.table(table).await? else {
+            return self.inner().upsert(table, records).await;
+        };
+        let rows = to_rows(&t.schema, &records)?;
+        self.write_to(&t, Op::Upsert(rows), |inner| async move {
             let v = inner.upsert(table, records).await?;
             Ok((v, Some(v)))
         })
@@ -477,9 +501,18 @@ impl VectorDatabase for HotIndex {
     }
 
     async fn vector_search(&self, table: &str, request: &SearchRequest) -> Result<Vec<SearchHit>> {
-        match self.search_hot(table, request).await? {
-            Some(hits) => Ok(hits),
-            None => self.inner().vector_search(table, request).await,
+        let Some(t) = self.shared.table(table).await? else {
+            return self.inner().vector_search(table, request).await;
+        };
+        match self.search_hot(&t, request).await? {
+            Some(hits) => {
+                t.hot_searches.fetch_add(1, Ordering::Relaxed);
+                Ok(hits)
+            }
+            None => {
+                t.lance_searches.fetch_add(1, Ordering::Relaxed);
+                self.inner().vector_search(table, request).await
+            }
         }
     }
 

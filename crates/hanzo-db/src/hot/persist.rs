@@ -288,6 +288,7 @@ pub(crate) fn load(
         ids: HashMap::with_capacity(header.rows as usize),
         rows: HashMap::with_capacity(header.rows as usize),
         pending: Vec::new(),
+        stragglers: Vec::new(),
         next_key: header.next_key,
         version: header.version,
         from_disk: true,

@@ -125,10 +125,12 @@ pub(crate) fn nearest(
         }
         found
     };
-    // Rows written since the graph was built, exactly.
+    // Rows written since the graph was built, and outliers it cannot reach, exactly.
     out.extend(exact(mem, query, filter, false));
     out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    out.dedup_by_key(|(key, _)| *key);
+    // A row being folded can be found both in the graph and as pending.
+    let mut seen = std::collections::HashSet::with_capacity(out.len());
+    out.retain(|(key, _)| seen.insert(*key));
     out.truncate(k);
     Ok(out)
 }
@@ -159,6 +161,7 @@ fn exact(mem: &Mem, query: &[f32], filter: Option<&Filter>, in_graph: bool) -> V
     } else {
         mem.pending
             .iter()
+            .chain(&mem.stragglers)
             .filter_map(|key| mem.rows.get(key).map(|row| (*key, row)))
             .filter(|(_, row)| ok(row))
             .map(|(key, row)| (key, score(key, row)))

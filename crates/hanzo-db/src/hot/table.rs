@@ -62,6 +62,11 @@ pub struct HotStatus {
     pub version: Option<u64>,
     /// Why the table is not served hot, when it is not.
     pub reason: Option<String>,
+    /// Vector searches answered from memory since the database was opened.
+    pub hot_searches: u64,
+    /// Vector searches passed to LanceDB (building, time travel, filters
+    /// not evaluable in memory, over budget).
+    pub lance_searches: u64,
 }
 
 /// A write, as the hot state applies (or, while building, replays) it.
@@ -95,6 +100,8 @@ pub(crate) struct TableHot {
     pub generation: AtomicU64,
     pub folding: AtomicBool,
     pub saving: AtomicBool,
+    pub hot_searches: AtomicU64,
+    pub lance_searches: AtomicU64,
 }
 
 /// What a caller must do after applying a write.
@@ -115,6 +122,8 @@ impl TableHot {
             generation: AtomicU64::new(0),
             folding: AtomicBool::new(false),
             saving: AtomicBool::new(false),
+            hot_searches: AtomicU64::new(0),
+            lance_searches: AtomicU64::new(0),
         }
     }
 
@@ -214,6 +223,8 @@ impl TableHot {
             loaded_from_disk: false,
             version: None,
             reason: None,
+            hot_searches: self.hot_searches.load(Ordering::Relaxed),
+            lance_searches: self.lance_searches.load(Ordering::Relaxed),
         };
         match &*state {
             State::Building { .. } => {}
@@ -249,7 +260,8 @@ pub(crate) fn apply_to(mem: &mut Mem, op: Op) {
         Op::DeleteWhere(f) => {
             mem.remove_where(&f);
         }
-        Op::Touch => {}
+        // Same rows, new version: the saved file no longer matches it.
+        Op::Touch => mem.dirty += 1,
     }
 }
 

@@ -10,10 +10,6 @@ mod embedded_sql;
 mod encryption;
 mod hot_index;
 mod indexes;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "redis")]
-mod redis_cache;
 #[cfg(feature = "migrate")]
 mod migrate_chroma;
 #[cfg(feature = "migrate")]
@@ -26,6 +22,10 @@ mod migrate_qdrant;
 mod migrate_support;
 #[cfg(feature = "migrate")]
 mod migrate_weaviate;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis_cache;
 mod search;
 mod security_keys;
 mod security_tee;
