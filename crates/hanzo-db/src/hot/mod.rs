@@ -332,11 +332,11 @@ impl VectorDatabase for HotIndex {
     }
 
     fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
-        self.inner.cache_stats()
+        self.inner().cache_stats()
     }
 
     async fn flush(&self) -> Result<()> {
-        self.inner.flush().await
+        self.inner().flush().await
     }
 
     async fn create_table(&self, name: &str, schema: &TableSchema) -> Result<()> {
