@@ -464,8 +464,11 @@ async fn run_one(
 
     // Single-record inserts through the write buffer: 1 writer, then 8;
     // acknowledged after fsync (the default), then before it.
+    // Distinct vectors, like an agent's memories (one vector repeated would
+    // make every graph insert a worst case of ties).
     let mut single_gen = Synthetic::new(dim, a.seed, 3);
-    let single_vec = single_gen.next_vec();
+    let single_vec: Arc<Vec<Vec<f32>>> =
+        Arc::new((0..SINGLE_POOL).map(|_| single_gen.next_vec()).collect());
     let window = Duration::from_millis(a.single_ms);
     let (single_insert_ps, single_insert_8w_ps) =
         single_inserts(&db, dim, &single_vec, window).await?;
@@ -550,24 +553,29 @@ async fn run_one(
 
 /// Single-record inserts for `window`, one writer then eight, each checked
 /// visible (counted) when its run ends. Returns inserts per second.
+/// Distinct vectors cycled through by the single-insert runs.
+const SINGLE_POOL: usize = 65_536;
+
 async fn single_inserts(
     db: &Database,
     dim: usize,
-    v: &[f32],
+    pool: &Arc<Vec<Vec<f32>>>,
     window: Duration,
 ) -> anyhow::Result<(f64, f64)> {
     db.create_table("single", TableSchema::new(dim)).await?;
     let t = Instant::now();
     let mut count = 0u64;
     while t.elapsed() < window {
+        let v = pool[count as usize % pool.len()].clone();
         db.insert(
             "single",
-            vec![MultimodalRecord::new(format!("s{count}"), v.to_vec())],
+            vec![MultimodalRecord::new(format!("s{count}"), v)],
         )
         .await?;
         count += 1;
     }
     let one = count as f64 / t.elapsed().as_secs_f64();
+    let base = count as usize;
     anyhow::ensure!(
         db.count("single", None).await? == count,
         "acknowledged single inserts are not all visible"
@@ -576,13 +584,14 @@ async fn single_inserts(
     let mut tasks = Vec::new();
     for w in 0..8 {
         let db = db.clone();
-        let v = v.to_vec();
+        let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
             let mut c = 0u64;
             while t.elapsed() < window {
+                let v = pool[(base + w + 8 * c as usize) % pool.len()].clone();
                 db.insert(
                     "single",
-                    vec![MultimodalRecord::new(format!("w{w}-{c}"), v.clone())],
+                    vec![MultimodalRecord::new(format!("w{w}-{c}"), v)],
                 )
                 .await?;
                 c += 1;

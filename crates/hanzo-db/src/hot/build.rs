@@ -17,7 +17,8 @@ use super::persist::{self, Expect};
 use super::table::{After, State, TableHot, apply_to, claim, row_from};
 
 /// Rows moved into the graph per step while folding.
-const FOLD_CHUNK: usize = 256;
+/// Rows folded per thread per step (a step holds the table's read lock).
+const FOLD_CHUNK: usize = 64;
 
 impl Shared {
     /// Acts on what applying a write asked for.
@@ -236,7 +237,7 @@ impl Shared {
                     .map_err(usearch_err)?;
             }
             let index = mem.index.clone();
-            tokio::task::spawn_blocking(move || add_parallel(&index, &work))
+            tokio::task::spawn_blocking(move || add_parallel(&index, &work, build_threads()))
                 .await
                 .map_err(|e| Error::engine("usearch", "hot index build", e))??;
         }
@@ -286,47 +287,82 @@ impl Shared {
         });
     }
 
-    /// Folds one chunk; returns true when nothing is left to fold. The chunk
-    /// is added under the table's write lock (in parallel inside it), so
-    /// the graph never changes under a search, a delete or a save.
+    /// Folds one chunk; returns true when nothing is left to fold. The
+    /// chunk is taken under the table's write lock, added to the graph under
+    /// the read lock (usearch takes concurrent adds and searches once its
+    /// capacity is reserved, so searches go on meanwhile; writes, deletes and
+    /// saves wait for the chunk), and settled under the write lock again.
+    /// Its rows stay pending (searched exactly) until settled.
     fn fold_step(&self, t: &TableHot) -> Result<bool> {
+        let (index, work) = {
+            let mut state = t.state.write().expect("lock");
+            let State::Hot(mem) = &mut *state else {
+                return Ok(true);
+            };
+            if mem.pending.is_empty() {
+                return Ok(true);
+            }
+            let need = mem.index.size() + mem.pending.len();
+            if need > mem.index.capacity() {
+                let grow = (mem.index.capacity() * 2).max(need + 1024);
+                mem.index
+                    .reserve_capacity_and_threads(grow, search_threads())
+                    .map_err(usearch_err)?;
+            }
+            let taken = mem.pending.len().min(FOLD_CHUNK * background_threads());
+            let work: Vec<(u64, Vec<f32>)> = mem.pending[..taken]
+                .iter()
+                .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
+                .collect();
+            (mem.index.clone(), (taken, work))
+        };
+        let (taken, work) = work;
+        let unreachable = {
+            let state = t.state.read().expect("lock");
+            let State::Hot(mem) = &*state else {
+                return Ok(true);
+            };
+            if !Arc::ptr_eq(&mem.index, &index) {
+                // Rebuilt meanwhile: the new state has its own pending rows.
+                return Ok(false);
+            }
+            add_parallel(&index, &work, background_threads())?;
+            // HNSW can leave an outlier with no links pointing to it; such
+            // rows are searched exactly from then on instead of being lost.
+            let mut unreachable = Vec::new();
+            for (key, v) in &work {
+                let m = index.search(v, 1).map_err(usearch_err)?;
+                let reachable =
+                    m.keys.first() == Some(key) || m.distances.first().is_some_and(|d| *d <= 1e-6);
+                if !reachable {
+                    unreachable.push(*key);
+                }
+            }
+            unreachable
+        };
         let mut state = t.state.write().expect("lock");
         let State::Hot(mem) = &mut *state else {
             return Ok(true);
         };
-        if mem.pending.is_empty() {
-            return Ok(true);
+        if !Arc::ptr_eq(&mem.index, &index) {
+            return Ok(false);
         }
-        let need = mem.index.size() + mem.pending.len();
-        if need > mem.index.capacity() {
-            let grow = (mem.index.capacity() * 2).max(need + 1024);
-            mem.index
-                .reserve_capacity_and_threads(grow, search_threads())
-                .map_err(usearch_err)?;
-        }
-        let taken = mem.pending.len().min(FOLD_CHUNK);
-        let keys: Vec<u64> = mem.pending.drain(..taken).collect();
-        let work: Vec<(u64, Vec<f32>)> = keys
-            .iter()
-            .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
-            .collect();
-        add_parallel(&mem.index, &work)?;
-        // HNSW can leave an outlier with no links pointing to it; such rows
-        // are searched exactly from then on instead of being lost.
-        for (key, v) in &work {
-            let m = mem.index.search(v, 1).map_err(usearch_err)?;
-            let reachable =
-                m.keys.first() == Some(key) || m.distances.first().is_some_and(|d| *d <= 1e-6);
-            if !reachable {
-                mem.stragglers.push(*key);
-            }
-        }
-        if !mem.layout.keep_f32 {
-            for (key, _) in &work {
-                if let Some(row) = mem.rows.get_mut(key) {
+        // Writes only push to the end of `pending`: the chunk is still first.
+        mem.pending.drain(..taken);
+        mem.stragglers.extend(unreachable);
+        for (key, _) in &work {
+            match mem.rows.get_mut(key) {
+                // Deleted while it was being added: out of the graph again.
+                None => {
+                    if mem.index.contains(*key) {
+                        let _ = mem.index.remove(*key);
+                    }
+                }
+                Some(row) if !mem.layout.keep_f32 => {
                     mem.row_bytes = mem.row_bytes.saturating_sub(row.vector.len() as u64 * 4);
                     row.vector = Vec::new();
                 }
+                Some(_) => {}
             }
         }
         Ok(mem.pending.is_empty())
@@ -404,13 +440,23 @@ impl Shared {
     }
 }
 
+/// Threads for a first build: every core (up to 8).
+fn build_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+}
+
+/// Threads for folding new writes in while the table is in use: one core
+/// is left to the reads and writes that produce them.
+fn background_threads() -> usize {
+    build_threads().saturating_sub(1).max(1)
+}
+
 /// Adds vectors to the graph from several threads (usearch allows
 /// concurrent inserts once capacity is reserved).
-fn add_parallel(index: &Index, work: &[(u64, Vec<f32>)]) -> Result<()> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads <= 1 || work.len() < 256 {
+fn add_parallel(index: &Index, work: &[(u64, Vec<f32>)], threads: usize) -> Result<()> {
+    if threads <= 1 || work.len() < 64 {
         for (key, v) in work {
             index.add(*key, v).map_err(usearch_err)?;
         }

@@ -60,7 +60,8 @@ pub(crate) fn segments(dir: &Path, table: &str) -> Vec<PathBuf> {
 fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut pos = 64;
-    while pos + 16 <= bytes.len() {
+    // Stops at the zeros written ahead of the frames.
+    while pos + 16 <= bytes.len() && bytes[pos..pos + 16].iter().any(|&b| b != 0) {
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
         out.push((pos, 16 + len));
         pos += 16 + len;
