@@ -262,13 +262,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = segment_path(dir.path(), 1);
         let log = open(dir.path());
-        log.record_read(read()).unwrap();
+        log.core.enqueue(read()).unwrap();
         let written = log.status().next_seq;
         assert_eq!(written, 2, "genesis anchor and the read");
         let len = std::fs::metadata(&path).unwrap().len();
         // A read-only handle in place of the segment's: the next write fails.
         log.core.state.lock().unwrap().file = Arc::new(File::open(&path).unwrap());
-        log.record_read(read()).unwrap();
+        log.core.enqueue(read()).unwrap();
         let mut write = Event::new(None, "insert", Some("t"));
         write.outcome = Some(super::Outcome::Begin);
         let err = log.record(write).unwrap_err();
@@ -282,7 +282,7 @@ mod tests {
         }
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
         assert!(matches!(
-            log.record_read(read()),
+            log.core.enqueue(read()),
             Err(Error::AuditLogFailed { .. })
         ));
         assert!(log.check().is_err());
@@ -297,11 +297,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path());
         for _ in 0..3 {
-            log.record_read(read()).unwrap();
+            log.core.enqueue(read()).unwrap();
         }
         let seq = log.record(Event::new(None, "grant", None)).unwrap();
         assert_eq!(seq, 4, "after the anchor and the three queued reads");
-        log.record_read(read()).unwrap();
+        log.core.enqueue(read()).unwrap();
         let e = log.entries(None).unwrap();
         let ops: Vec<_> = e.iter().map(|e| e.op.as_str()).collect();
         assert_eq!(

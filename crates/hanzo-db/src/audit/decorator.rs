@@ -75,7 +75,7 @@ impl Audited {
         if let Ok(v) = &r {
             ev.rows = rows(v);
         }
-        log.record_read(ev)?;
+        log.record_read(ev).await?;
         r
     }
 
@@ -97,14 +97,14 @@ impl Audited {
         let mut begin = self.event(op, table);
         begin.outcome = Some(Outcome::Begin);
         begin.shape = shape;
-        let seq = log.record(begin)?;
+        let seq = log.record_async(begin).await?;
         let r = fut.await;
         let mut ev = self.event(op, table).result(&r);
         ev.begin = Some(seq);
         if let Ok(v) = &r {
             (ev.rows, ev.version) = facts(v);
         }
-        if let Err(e) = log.record(ev) {
+        if let Err(e) = log.record_async(ev).await {
             if r.is_ok() {
                 tracing::error!(error = %e, op, "the outcome of a completed write could not be recorded in the audit log");
             } else {

@@ -249,6 +249,32 @@ impl AuditLog {
     /// its `seq`. The entry is on disk (in the operating system's hands)
     /// when this returns, and fsync'd as the sync policy says.
     pub fn record(&self, event: Event) -> Result<u64> {
+        let (seq, durable) = self.append(event)?;
+        if durable {
+            self.core.sync_through(seq)?;
+        }
+        Ok(seq)
+    }
+
+    /// [`AuditLog::record`] for async callers: the fsync runs on a blocking
+    /// thread, so the runtime's workers go on with other tasks meanwhile
+    /// (and concurrent writers share one fsync). Returns once the entry is
+    /// as durable as `record` would have made it.
+    pub async fn record_async(&self, event: Event) -> Result<u64> {
+        let (seq, durable) = self.append(event)?;
+        if durable && self.core.synced.load(Ordering::Acquire) <= seq {
+            let core = self.core.clone();
+            match tokio::task::spawn_blocking(move || core.sync_through(seq)).await {
+                Ok(r) => r?,
+                Err(e) => return Err(self.core.fail(Error::engine("audit log", "fsync", e))),
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Appends `event` after the queued entries; returns its `seq` and
+    /// whether the sync policy wants it fsync'd before the operation returns.
+    fn append(&self, event: Event) -> Result<(u64, bool)> {
         let durable = match self.core.config.sync {
             AuditSync::Always => true,
             AuditSync::Changes => event.is_change(),
@@ -256,20 +282,17 @@ impl AuditLog {
         let seq = self.core.with_drained(Some(event), |_, seq| {
             Ok(seq.expect("the event was appended"))
         })?;
-        if durable {
-            self.core.sync_through(seq)?;
-        }
-        Ok(seq)
+        Ok((seq, durable))
     }
 
     /// Records the entry of a read. Under [`AuditSync::Changes`] a read's
     /// entry (unless it was denied) is queued and appended by the
     /// background flusher within `sync_interval_ms`, with the time of this
-    /// call; otherwise it is recorded at once like [`AuditLog::record`].
-    /// Fails once an append has failed.
-    pub fn record_read(&self, event: Event) -> Result<()> {
+    /// call; otherwise it is recorded at once like
+    /// [`AuditLog::record_async`]. Fails once an append has failed.
+    pub async fn record_read(&self, event: Event) -> Result<()> {
         if self.core.config.sync == AuditSync::Always || event.is_change() {
-            return self.record(event).map(drop);
+            return self.record_async(event).await.map(drop);
         }
         self.core.enqueue(event)
     }
