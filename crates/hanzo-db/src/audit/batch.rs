@@ -118,9 +118,6 @@ impl Core {
 
     fn drain_locked(&self, st: &mut State, own: Option<Event>) -> Result<Option<u64>> {
         self.catch_up(st)?;
-        if st.offset >= self.config.segment_bytes {
-            self.roll_locked(st, "size")?;
-        }
         let has_own = own.is_some();
         let batch = {
             let mut q = self.queue.lock().expect("lock");
@@ -130,6 +127,11 @@ impl Core {
             std::mem::take(&mut *q)
         };
         let last = self.write_batch(st, batch)?;
+        // Rolled after the batch, not before: the new anchor's time then
+        // follows every queued entry's.
+        if st.offset >= self.config.segment_bytes {
+            self.roll_locked(st, "size")?;
+        }
         Ok(last.filter(|_| has_own))
     }
 
@@ -245,9 +247,14 @@ mod tests {
     use crate::error::Error;
 
     fn open(dir: &std::path::Path) -> Arc<AuditLog> {
+        open_with(dir, 16 << 20)
+    }
+
+    fn open_with(dir: &std::path::Path, segment_bytes: u64) -> Arc<AuditLog> {
         let config = AuditConfig {
             enabled: true,
             sync_interval_ms: 600_000,
+            segment_bytes,
             ..AuditConfig::default()
         };
         AuditLog::open(dir, AuditKeys::local(&[7; 32]), config).unwrap()
@@ -316,5 +323,32 @@ mod tests {
             ]
         );
         assert!(e.windows(2).all(|w| w[0].time <= w[1].time));
+    }
+
+    #[test]
+    fn a_segment_full_after_a_batch_rolls_after_it_so_times_stay_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every append fills the segment.
+        let log = open_with(dir.path(), 1);
+        for _ in 0..3 {
+            log.core.enqueue(read()).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        log.record(Event::new(None, "grant", None)).unwrap();
+        let e = log.entries(None).unwrap();
+        let ops: Vec<_> = e.iter().map(|e| e.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "audit.segment",
+                "search",
+                "search",
+                "search",
+                "grant",
+                "audit.segment"
+            ]
+        );
+        assert!(e.windows(2).all(|w| w[0].time <= w[1].time), "{e:?}");
+        assert!(log.verify().unwrap().ok);
     }
 }
