@@ -215,6 +215,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An append to (or fsync of) the audit log failed. The database then
+    /// refuses every read and write rather than serve them unrecorded,
+    /// until it is reopened.
+    #[error(
+        "the audit log could not be written ({path}: {reason}); every operation is refused until the database is reopened"
+    )]
+    AuditLogFailed {
+        /// The file that failed.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The storage engine failed.
     #[error("{engine} error during {operation}: {message}")]
     Engine {
@@ -285,6 +297,10 @@ impl Error {
             Error::Checkpoint { .. } => {
                 "pass --resume to continue the interrupted migration, or delete the checkpoint file to start over"
             }
+            Error::AuditLogFailed { .. } => {
+                "free disk space or fix the permissions of the audit directory (.hanzo/audit), \
+                 then reopen the database; `hanzo-db audit verify` checks the log"
+            }
             _ => return None,
         })
     }
@@ -295,6 +311,7 @@ impl Error {
             self,
             Error::Engine { .. }
                 | Error::Io { .. }
+                | Error::AuditLogFailed { .. }
                 | Error::Integrity { .. }
                 | Error::Unavailable { .. }
                 | Error::SourceRequest { .. }

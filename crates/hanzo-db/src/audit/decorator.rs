@@ -24,11 +24,14 @@ pub type AuditCell = Arc<OnceLock<Arc<AuditLog>>>;
 
 /// Records every call to the backend inside it in the audit log, with the
 /// principal it acts for. Writes get a `begin` entry before they start and
-/// an outcome entry (fsync'd) before they return; reads get one entry
-/// before their result is returned. If the log cannot be written, a read
-/// fails rather than return unrecorded data and a write is not started; a
-/// write that already took effect is never undone because of the log (its
-/// `begin` entry stands, and the failure is reported through `tracing`).
+/// an outcome entry (fsync'd) before they return; reads get one entry,
+/// queued before their result is returned and appended within
+/// `sync_interval_ms` (see [`AuditLog::record_read`]). Once the log cannot
+/// be written, every later read and write fails (reads rather than return
+/// unrecorded data; writes are not started) until the database is
+/// reopened; a write that already took effect is never undone because of
+/// the log (its `begin` entry stands, and the failure is reported through
+/// `tracing`).
 #[derive(Debug)]
 pub struct Audited {
     inner: Arc<dyn VectorDatabase>,
@@ -50,7 +53,7 @@ impl Audited {
         Event::new(self.principal.as_deref(), op, table)
     }
 
-    /// One entry after a read.
+    /// One entry after a read (queued, see [`AuditLog::record_read`]).
     async fn read<T, F>(
         &self,
         op: &str,
@@ -62,6 +65,9 @@ impl Audited {
     where
         F: std::future::Future<Output = Result<T>>,
     {
+        if let Some(log) = self.log.get() {
+            log.check()?;
+        }
         let r = fut.await;
         let Some(log) = self.log.get() else { return r };
         let mut ev = self.event(op, table).result(&r);
@@ -69,7 +75,7 @@ impl Audited {
         if let Ok(v) = &r {
             ev.rows = rows(v);
         }
-        log.record(ev)?;
+        log.record_read(ev).await?;
         r
     }
 
@@ -91,14 +97,14 @@ impl Audited {
         let mut begin = self.event(op, table);
         begin.outcome = Some(Outcome::Begin);
         begin.shape = shape;
-        let seq = log.record(begin)?;
+        let seq = log.record_async(begin).await?;
         let r = fut.await;
         let mut ev = self.event(op, table).result(&r);
         ev.begin = Some(seq);
         if let Ok(v) = &r {
             (ev.rows, ev.version) = facts(v);
         }
-        if let Err(e) = log.record(ev) {
+        if let Err(e) = log.record_async(ev).await {
             if r.is_ok() {
                 tracing::error!(error = %e, op, "the outcome of a completed write could not be recorded in the audit log");
             } else {

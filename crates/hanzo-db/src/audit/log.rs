@@ -4,18 +4,24 @@
 //! Several processes may append to one log: every append holds an exclusive
 //! lock on `lock` in the log directory and first catches up with entries
 //! other processes appended.
+//!
+//! Entries of reads are queued in memory and appended in batches (see
+//! `batch.rs`); every other entry is appended at once, after the queued
+//! ones, so the chain stays in time order.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::format::{AuditKeys, FrameRead, HEAD_SLOT, Head, open_frame, seal};
+use super::batch::{Flusher, Pending};
+use super::format::{AuditKeys, FrameRead, HEAD_SLOT, Head, open_frame};
+use super::recover::{recover, scan_segment};
 use super::verify::{self, VerifyReport};
 use super::{AuditConfig, AuditEntry, AuditSync, Event, Outcome};
 use crate::error::{Error, Result};
@@ -35,35 +41,50 @@ pub struct AuditStatus {
     pub retention_days: Option<u32>,
 }
 
-struct State {
-    segment: u32,
-    file: Arc<File>,
-    offset: u64,
-    next_seq: u64,
-    last: Head,
-    anchor_time: Option<String>,
+/// The writer's position: current segment, end offset, and the chain's end.
+pub(super) struct State {
+    pub(super) segment: u32,
+    pub(super) file: Arc<File>,
+    pub(super) offset: u64,
+    pub(super) next_seq: u64,
+    pub(super) last: Head,
+    pub(super) anchor_time: Option<String>,
 }
 
-/// An open audit log. Share it through `Arc`.
-pub struct AuditLog {
-    dir: PathBuf,
-    keys: AuditKeys,
-    config: AuditConfig,
-    state: Mutex<State>,
-    lock: File,
+/// The log's files and state, shared with the background flusher.
+pub(super) struct Core {
+    pub(super) dir: PathBuf,
+    pub(super) keys: AuditKeys,
+    pub(super) config: AuditConfig,
+    pub(super) state: Mutex<State>,
+    pub(super) lock: File,
     head: File,
     /// Entries known durable (`seq + 1` of the last synced entry).
-    synced: AtomicU64,
+    pub(super) synced: AtomicU64,
     sync_lock: Mutex<()>,
+    /// Read entries not yet appended, oldest first.
+    pub(super) queue: Mutex<Vec<Pending>>,
+    /// The first append that failed: (path, reason). Once set, the log
+    /// refuses every operation until it is reopened.
+    pub(super) failed: OnceLock<(String, String)>,
+}
+
+/// An open audit log. Share it through `Arc`; dropping the last handle
+/// appends the queued read entries and fsyncs.
+pub struct AuditLog {
+    pub(super) core: Arc<Core>,
+    pub(super) flusher: Option<Flusher>,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("dir", &self.dir).finish()
+        f.debug_struct("AuditLog")
+            .field("dir", &self.core.dir)
+            .finish()
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -105,9 +126,9 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Holds the cross-process lock until dropped.
-struct Locked<'a>(&'a File);
+pub(super) struct Locked<'a>(&'a File);
 impl<'a> Locked<'a> {
-    fn new(f: &'a File, path: &Path) -> Result<Self> {
+    pub(super) fn new(f: &'a File, path: &Path) -> Result<Self> {
         f.lock().map_err(io(path))?;
         Ok(Self(f))
     }
@@ -118,73 +139,7 @@ impl Drop for Locked<'_> {
     }
 }
 
-/// What scanning one segment from an offset found.
-struct Tail {
-    end: u64,
-    /// Hash of the entry asked for by `want`.
-    wanted: Option<[u8; 32]>,
-    next_seq: Option<u64>,
-    last: Option<Head>,
-    anchor_time: Option<String>,
-    torn: bool,
-    bad: bool,
-}
-
-fn scan_segment(
-    keys: &AuditKeys,
-    segment: u32,
-    bytes: &[u8],
-    from: usize,
-    want: Option<u64>,
-) -> Tail {
-    let mut t = Tail {
-        end: from as u64,
-        wanted: None,
-        next_seq: None,
-        last: None,
-        anchor_time: None,
-        torn: false,
-        bad: false,
-    };
-    let mut off = from;
-    while off < bytes.len() {
-        match open_frame(keys, segment, &bytes[off..]) {
-            FrameRead::Entry {
-                body, hash, len, ..
-            } => {
-                let Ok(e) = serde_json::from_slice::<AuditEntry>(&body) else {
-                    t.bad = true;
-                    break;
-                };
-                if off == 0 {
-                    t.anchor_time = Some(e.time.clone());
-                }
-                if want == Some(e.seq) {
-                    t.wanted = Some(hash);
-                }
-                t.next_seq = Some(e.seq + 1);
-                t.last = Some(Head {
-                    seq: e.seq,
-                    segment,
-                    hash,
-                });
-                off += len;
-                t.end = off as u64;
-            }
-            FrameRead::Torn => {
-                t.torn = true;
-                break;
-            }
-            FrameRead::Bad(_) => {
-                t.bad = true;
-                break;
-            }
-        }
-    }
-    t
-}
-
-fn open_append(path: &Path, create_new: bool) -> Result<File> {
+pub(super) fn open_append(path: &Path, create_new: bool) -> Result<File> {
     OpenOptions::new()
         .append(true)
         .read(true)
@@ -218,9 +173,9 @@ impl AuditLog {
         let n = head.read_at(&mut head_bytes, 0).unwrap_or(0);
         head_bytes.truncate(n);
         let (old_head, _) = Head::read(&keys, &head_bytes);
-        let (state, damaged, cut) = Self::recover(dir, &keys, old_head)?;
+        let (state, damaged, cut) = recover(dir, &keys, old_head)?;
         drop(guard);
-        let log = Arc::new(AuditLog {
+        let log = Core {
             dir: dir.to_path_buf(),
             keys,
             config,
@@ -229,7 +184,9 @@ impl AuditLog {
             head,
             synced: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
-        });
+            queue: Mutex::new(Vec::new()),
+            failed: OnceLock::new(),
+        };
         {
             let mut st = log.state.lock().expect("lock");
             let _g = Locked::new(&log.lock, &lock_path)?;
@@ -257,187 +214,164 @@ impl AuditLog {
                 log.sync_locked(&st)?;
             }
         }
-        if let Some(days) = log.config.retention_days {
+        let core = Arc::new(log);
+        let log = AuditLog {
+            flusher: Flusher::spawn(&core),
+            core,
+        };
+        if let Some(days) = log.core.config.retention_days {
             log.apply_retention(Duration::from_secs(u64::from(days) * 86_400))?;
         }
-        spawn_flusher(&log);
-        Ok(log)
-    }
-
-    /// Reads the last segment back, truncating a partial final frame (an
-    /// append that was interrupted and never acknowledged).
-    fn recover(dir: &Path, keys: &AuditKeys, head: Option<Head>) -> Result<(State, bool, bool)> {
-        let mut segs = list_segments(dir)?;
-        // The highest segment whose first entry is damaged: the writer goes
-        // on in the segment after it, from the last good entry before it.
-        let mut damaged_top: Option<u32> = None;
-        loop {
-            let Some(&seg) = segs.last() else {
-                let top = damaged_top.unwrap_or(1);
-                let path = segment_path(dir, top);
-                let file = open_append(&path, false).or_else(|_| open_append(&path, true))?;
-                let empty = Head {
-                    seq: 0,
-                    segment: top,
-                    hash: [0; 32],
-                };
-                return Ok((
-                    State {
-                        segment: top,
-                        file: Arc::new(file),
-                        offset: 0,
-                        next_seq: 0,
-                        last: empty,
-                        anchor_time: None,
-                    },
-                    damaged_top.is_some(),
-                    head.is_some(),
-                ));
-            };
-            let path = segment_path(dir, seg);
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let want = head.filter(|h| h.segment == seg).map(|h| h.seq);
-            let tail = scan_segment(keys, seg, &bytes, 0, want);
-            let Some(last) = tail.last else {
-                if tail.bad {
-                    // Keep it as evidence (verify reports it).
-                    damaged_top = Some(damaged_top.unwrap_or(seg));
-                } else if damaged_top.is_none() {
-                    // A segment whose creation was interrupted: no entry in it.
-                    std::fs::remove_file(&path).map_err(io(&path))?;
-                }
-                segs.pop();
-                continue;
-            };
-            // A partial frame past the last durable entry is an interrupted
-            // append; one before it means acknowledged entries were cut.
-            let lost = head.is_some_and(|h| h.seq > last.seq);
-            if tail.torn && !tail.bad && !lost {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io(&path))?;
-                f.set_len(tail.end).map_err(io(&path))?;
-                f.sync_all().map_err(io(&path))?;
-            }
-            if let Some(top) = damaged_top {
-                let file = open_append(&segment_path(dir, top), false)?;
-                return Ok((
-                    State {
-                        segment: top,
-                        file: Arc::new(file),
-                        offset: 0,
-                        next_seq: last.seq + 1,
-                        last,
-                        anchor_time: None,
-                    },
-                    true,
-                    false,
-                ));
-            }
-            let file = open_append(&path, false)?;
-            // The head names the last entry known durable: the log must
-            // still reach it, with the same entry.
-            // A log past its genesis always has a head: a missing one was removed.
-            let cut = match head {
-                Some(h) => {
-                    h.seq > last.seq
-                        || (h.segment == seg && tail.wanted.is_some_and(|w| w != h.hash))
-                }
-                None => last.seq > 0,
-            };
-            return Ok((
-                State {
-                    segment: seg,
-                    file: Arc::new(file),
-                    offset: tail.end,
-                    next_seq: tail.next_seq.unwrap_or(0),
-                    last,
-                    anchor_time: tail.anchor_time,
-                },
-                tail.bad || (tail.torn && lost),
-                cut,
-            ));
-        }
+        Ok(Arc::new(log))
     }
 
     /// The log directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.core.dir
     }
 
-    /// Status for `security status` and `audit` commands.
+    /// Status for `security status` and `audit` commands (queued entries
+    /// are appended first, so `next_seq` counts them).
     pub fn status(&self) -> AuditStatus {
-        let st = self.state.lock().expect("lock");
+        // Best effort: a failed log still reports where it stands.
+        let _ = self.core.flush_queue();
+        let st = self.core.state.lock().expect("lock");
         AuditStatus {
-            dir: self.dir.display().to_string(),
-            segments: list_segments(&self.dir).unwrap_or_default(),
+            dir: self.core.dir.display().to_string(),
+            segments: list_segments(&self.core.dir).unwrap_or_default(),
             next_seq: st.next_seq,
-            sync: self.config.sync,
-            retention_days: self.config.retention_days,
+            sync: self.core.config.sync,
+            retention_days: self.core.config.retention_days,
         }
     }
 
-    /// Records an event; returns its `seq`. The entry is on disk (in the
-    /// operating system's hands) when this returns, and fsync'd as the sync
-    /// policy says.
+    /// Records an event at once (after the queued read entries); returns
+    /// its `seq`. The entry is on disk (in the operating system's hands)
+    /// when this returns, and fsync'd as the sync policy says.
     pub fn record(&self, event: Event) -> Result<u64> {
-        let durable = match self.config.sync {
+        let (seq, durable) = self.append(event)?;
+        if durable {
+            self.core.sync_through(seq)?;
+        }
+        Ok(seq)
+    }
+
+    /// [`AuditLog::record`] for async callers: the fsync runs on a blocking
+    /// thread, so the runtime's workers go on with other tasks meanwhile
+    /// (and concurrent writers share one fsync). Returns once the entry is
+    /// as durable as `record` would have made it.
+    pub async fn record_async(&self, event: Event) -> Result<u64> {
+        let (seq, durable) = self.append(event)?;
+        if durable && self.core.synced.load(Ordering::Acquire) <= seq {
+            let core = self.core.clone();
+            match tokio::task::spawn_blocking(move || core.sync_through(seq)).await {
+                Ok(r) => r?,
+                Err(e) => return Err(self.core.fail(Error::engine("audit log", "fsync", e))),
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Appends `event` after the queued entries; returns its `seq` and
+    /// whether the sync policy wants it fsync'd before the operation returns.
+    fn append(&self, event: Event) -> Result<(u64, bool)> {
+        let durable = match self.core.config.sync {
             AuditSync::Always => true,
             AuditSync::Changes => event.is_change(),
         };
-        let seq = {
-            let mut st = self.state.lock().expect("lock");
-            let _g = Locked::new(&self.lock, &self.dir)?;
-            self.catch_up(&mut st)?;
-            if st.offset >= self.config.segment_bytes {
-                self.roll_locked(&mut st, "size")?;
+        let seq = self.core.with_drained(Some(event), |_, seq| {
+            Ok(seq.expect("the event was appended"))
+        })?;
+        Ok((seq, durable))
+    }
+
+    /// Records the entry of a read. Under [`AuditSync::Changes`] a read's
+    /// entry (unless it was denied) is queued and appended by the
+    /// background flusher within `sync_interval_ms`, with the time of this
+    /// call; otherwise it is recorded at once like
+    /// [`AuditLog::record_async`]. Fails once an append has failed.
+    pub async fn record_read(&self, event: Event) -> Result<()> {
+        if self.core.config.sync == AuditSync::Always || event.is_change() {
+            return self.record_async(event).await.map(drop);
+        }
+        self.core.enqueue(event)
+    }
+
+    /// Fails, naming the file and the cause, once an append has failed:
+    /// from then on nothing may be served unrecorded until the database is
+    /// reopened.
+    pub fn check(&self) -> Result<()> {
+        self.core.check()
+    }
+
+    /// Makes every entry up to `seq` durable (group commit: one fsync covers
+    /// every entry appended before it).
+    pub fn sync_through(&self, seq: u64) -> Result<()> {
+        self.core.sync_through(seq)
+    }
+
+    /// Starts a new segment now.
+    pub fn roll(&self, reason: &str) -> Result<()> {
+        self.core
+            .with_drained(None, |st, _| self.core.roll_locked(st, reason))
+    }
+
+    /// Drops whole segments (never the current one) last written more than
+    /// `max_age` ago. First records an `audit.retention` entry naming the
+    /// dropped segments and the hash of the first kept segment's anchor, so
+    /// that verify can tell retention from deletion. Returns the dropped
+    /// segment numbers.
+    pub fn apply_retention(&self, max_age: Duration) -> Result<Vec<u32>> {
+        self.core
+            .with_drained(None, |st, _| self.core.retention_locked(st, max_age))
+    }
+
+    /// Checks the whole log: every frame authenticates, every MAC matches,
+    /// the chain has no gap, swap or fork, segments are all there (or were
+    /// dropped by a recorded retention), and nothing after the head record
+    /// is missing.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.core.with_drained(None, |_, _| {
+            verify::verify_dir(&self.core.dir, &self.core.keys)
+        })
+    }
+
+    /// Entries at or after `since` (RFC 3339), oldest first, queued read
+    /// entries included. Frames that do not authenticate are skipped
+    /// (`verify` reports them).
+    pub fn entries(&self, since: Option<&str>) -> Result<Vec<AuditEntry>> {
+        let since = since.map(parse_time).transpose()?;
+        self.core.flush_queue()?;
+        let (dir, keys) = (&self.core.dir, &self.core.keys);
+        let mut out = Vec::new();
+        for seg in list_segments(dir)? {
+            let p = segment_path(dir, seg);
+            let bytes = std::fs::read(&p).map_err(io(&p))?;
+            let mut off = 0;
+            while off < bytes.len() {
+                let FrameRead::Entry { body, len, .. } = open_frame(keys, seg, &bytes[off..])
+                else {
+                    break;
+                };
+                off += len;
+                if let Ok(e) = serde_json::from_slice::<AuditEntry>(&body) {
+                    let keep = match (&since, parse_time(&e.time)) {
+                        (Some(s), Ok(t)) => t >= *s,
+                        _ => true,
+                    };
+                    if keep {
+                        out.push(e);
+                    }
+                }
             }
-            self.write_entry(&mut st, event)?
-        };
-        if durable {
-            self.sync_through(seq)?;
         }
-        Ok(seq)
+        Ok(out)
     }
+}
 
-    fn write_entry(&self, st: &mut State, ev: Event) -> Result<u64> {
-        let seq = st.next_seq;
-        let entry = AuditEntry {
-            seq,
-            time: now(),
-            prev: hex::encode(st.last.hash),
-            principal: ev.principal,
-            op: ev.op,
-            table: ev.table,
-            outcome: ev.outcome.unwrap_or(Outcome::Ok),
-            error: ev.error,
-            rows: ev.rows,
-            version: ev.version,
-            begin: ev.begin,
-            shape: ev.shape,
-            pid: std::process::id(),
-        };
-        let body = serde_json::to_vec(&entry).expect("entry serializes");
-        let (frame, hash) = seal(&self.keys, st.segment, &body);
-        let path = segment_path(&self.dir, st.segment);
-        if let Err(e) = (&*st.file).write_all(&frame) {
-            // Leave no partial frame behind for the next append to follow.
-            let _ = st.file.set_len(st.offset);
-            return Err(io(&path)(e));
-        }
-        st.offset += frame.len() as u64;
-        st.next_seq = seq + 1;
-        st.last = Head {
-            seq,
-            segment: st.segment,
-            hash,
-        };
-        Ok(seq)
-    }
-
+impl Core {
     /// Follows entries other processes appended since our last write.
-    fn catch_up(&self, st: &mut State) -> Result<()> {
+    pub(super) fn catch_up(&self, st: &mut State) -> Result<()> {
         loop {
             let len = st.file.metadata().map_err(io(&self.dir))?.len();
             if len != st.offset {
@@ -479,7 +413,7 @@ impl AuditLog {
     }
 
     /// Starts a new segment whose first entry (the anchor) continues the chain.
-    fn roll_locked(&self, st: &mut State, reason: &str) -> Result<()> {
+    pub(super) fn roll_locked(&self, st: &mut State, reason: &str) -> Result<()> {
         st.file.sync_data().map_err(io(&self.dir))?;
         let seg = st.segment + 1;
         let path = segment_path(&self.dir, seg);
@@ -492,14 +426,6 @@ impl AuditLog {
         self.sync_locked(st)
     }
 
-    /// Starts a new segment now.
-    pub fn roll(&self, reason: &str) -> Result<()> {
-        let mut st = self.state.lock().expect("lock");
-        let _g = Locked::new(&self.lock, &self.dir)?;
-        self.catch_up(&mut st)?;
-        self.roll_locked(&mut st, reason)
-    }
-
     /// fsyncs the current segment and records the head (caller holds the
     /// state lock and the file lock).
     fn sync_locked(&self, st: &State) -> Result<()> {
@@ -509,9 +435,8 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Makes every entry up to `seq` durable (group commit: one fsync covers
-    /// every entry appended before it).
-    pub fn sync_through(&self, seq: u64) -> Result<()> {
+    /// See [`AuditLog::sync_through`].
+    pub(super) fn sync_through(&self, seq: u64) -> Result<()> {
         if self.synced.load(Ordering::Acquire) > seq {
             return Ok(());
         }
@@ -523,13 +448,16 @@ impl AuditLog {
             let st = self.state.lock().expect("lock");
             (st.file.clone(), st.last)
         };
-        // Older segments were synced when they were rolled.
-        file.sync_data().map_err(io(&self.dir))?;
-        {
-            let _st = self.state.lock().expect("lock");
-            let _g = Locked::new(&self.lock, &self.dir)?;
-            self.write_head(last)?;
-        }
+        // Older segments were synced when they were rolled. A failed fsync
+        // may have lost entries: the log fails from then on.
+        file.sync_data()
+            .map_err(io(&segment_path(&self.dir, last.segment)))
+            .and_then(|()| {
+                let _st = self.state.lock().expect("lock");
+                let _g = Locked::new(&self.lock, &self.dir)?;
+                self.write_head(last)
+            })
+            .map_err(|e| self.fail(e))?;
         self.synced.fetch_max(last.seq + 1, Ordering::AcqRel);
         Ok(())
     }
@@ -559,15 +487,8 @@ impl AuditLog {
             .map_err(io(&self.dir))
     }
 
-    /// Drops whole segments (never the current one) last written more than
-    /// `max_age` ago. First records an `audit.retention` entry naming the
-    /// dropped segments and the hash of the first kept segment's anchor, so
-    /// that verify can tell retention from deletion. Returns the dropped
-    /// segment numbers.
-    pub fn apply_retention(&self, max_age: Duration) -> Result<Vec<u32>> {
-        let mut st = self.state.lock().expect("lock");
-        let _g = Locked::new(&self.lock, &self.dir)?;
-        self.catch_up(&mut st)?;
+    /// See [`AuditLog::apply_retention`] (caller holds both locks).
+    fn retention_locked(&self, st: &mut State, max_age: Duration) -> Result<Vec<u32>> {
         let cutoff = SystemTime::now()
             .checked_sub(max_age)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -611,53 +532,14 @@ impl AuditLog {
             "first_kept_hash": hex::encode(hash),
             "max_age_secs": max_age.as_secs(),
         }));
-        self.write_entry(&mut st, ev)?;
-        self.sync_locked(&st)?;
+        self.write_entry(st, ev)?;
+        self.sync_locked(st)?;
         for s in &drop {
             let p = segment_path(&self.dir, *s);
             std::fs::remove_file(&p).map_err(io(&p))?;
         }
         sync_dir(&self.dir);
         Ok(drop)
-    }
-
-    /// Checks the whole log: every frame authenticates, every MAC matches,
-    /// the chain has no gap, swap or fork, segments are all there (or were
-    /// dropped by a recorded retention), and nothing after the head record
-    /// is missing.
-    pub fn verify(&self) -> Result<VerifyReport> {
-        let _st = self.state.lock().expect("lock");
-        let _g = Locked::new(&self.lock, &self.dir)?;
-        verify::verify_dir(&self.dir, &self.keys)
-    }
-
-    /// Entries at or after `since` (RFC 3339), oldest first. Frames that do
-    /// not authenticate are skipped (`verify` reports them).
-    pub fn entries(&self, since: Option<&str>) -> Result<Vec<AuditEntry>> {
-        let since = since.map(parse_time).transpose()?;
-        let mut out = Vec::new();
-        for seg in list_segments(&self.dir)? {
-            let p = segment_path(&self.dir, seg);
-            let bytes = std::fs::read(&p).map_err(io(&p))?;
-            let mut off = 0;
-            while off < bytes.len() {
-                let FrameRead::Entry { body, len, .. } = open_frame(&self.keys, seg, &bytes[off..])
-                else {
-                    break;
-                };
-                off += len;
-                if let Ok(e) = serde_json::from_slice::<AuditEntry>(&body) {
-                    let keep = match (&since, parse_time(&e.time)) {
-                        (Some(s), Ok(t)) => t >= *s,
-                        _ => true,
-                    };
-                    if keep {
-                        out.push(e);
-                    }
-                }
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -677,24 +559,4 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
 
 fn older_than_a_day(time: &str) -> bool {
     parse_time(time).is_ok_and(|t| chrono::Utc::now() - t > chrono::Duration::days(1))
-}
-
-/// fsyncs the entries of reads within the sync interval.
-fn spawn_flusher(log: &Arc<AuditLog>) {
-    let weak: Weak<AuditLog> = Arc::downgrade(log);
-    let every = Duration::from_millis(log.config.sync_interval_ms.max(1));
-    let _ = std::thread::Builder::new()
-        .name("hanzo-audit-sync".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(every);
-                let Some(log) = weak.upgrade() else { return };
-                let written = log.state.lock().expect("lock").next_seq;
-                if written > log.synced.load(Ordering::Acquire) {
-                    if let Err(e) = log.sync_through(written - 1) {
-                        tracing::error!(error = %e, "audit log sync failed");
-                    }
-                }
-            }
-        });
 }

@@ -24,13 +24,25 @@
 //! fsync'd before the operation is acknowledged; a write's `begin` entry is
 //! appended before the write starts, so an operation that took effect always
 //! has an entry even if the process dies before its outcome is recorded.
-//! Entries of reads and searches are appended before the result is returned
-//! (so a killed process loses none) and fsync'd within
-//! [`AuditConfig::sync_interval_ms`], or at once with [`AuditSync::Always`].
+//! Entries of reads and searches are queued in memory when the result is
+//! returned (with the time of the read) and appended and fsync'd by a
+//! background thread within [`AuditConfig::sync_interval_ms`], in one batch:
+//! a killed process may lose the read entries of the last interval, as a
+//! power cut already could. Anything recorded at once appends the queued
+//! entries first, so the log stays in time order; reading the log
+//! (`entries`, `verify`, `status`) and closing it (dropping the last
+//! handle) append them too. With [`AuditSync::Always`] a read's entry is
+//! appended and fsync'd before its result is returned.
+//!
+//! If an append or fsync fails, the log refuses every later operation
+//! ([`Error::AuditLogFailed`](crate::Error::AuditLogFailed)) until the
+//! database is reopened: nothing is served unrecorded.
 
+mod batch;
 mod decorator;
 pub mod format;
 mod log;
+mod recover;
 mod verify;
 
 pub use decorator::Audited;
@@ -44,10 +56,12 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum AuditSync {
     /// Entries of changes and denials are fsync'd before the operation
-    /// returns; entries of reads within `sync_interval_ms` (the default).
+    /// returns; entries of reads are queued and appended and fsync'd
+    /// within `sync_interval_ms` (the default).
     #[default]
     Changes,
-    /// Every entry is fsync'd before its operation returns.
+    /// Every entry, reads' included, is appended and fsync'd before its
+    /// operation returns.
     Always,
 }
 
@@ -64,10 +78,14 @@ pub struct AuditConfig {
     pub retention_days: Option<u32>,
     /// When entries are fsync'd.
     pub sync: AuditSync,
-    /// Longest delay before a read's entry is fsync'd, in milliseconds.
+    /// Longest delay before a read's entry is appended and fsync'd, in
+    /// milliseconds.
     pub sync_interval_ms: u64,
     /// Start a new segment when the current one reaches this size.
     pub segment_bytes: u64,
+    /// Read entries held in memory before the reading caller appends them
+    /// itself (backpressure; entries are never dropped).
+    pub queue_entries: usize,
 }
 
 impl Default for AuditConfig {
@@ -78,6 +96,7 @@ impl Default for AuditConfig {
             sync: AuditSync::Changes,
             sync_interval_ms: 100,
             segment_bytes: 16 * 1024 * 1024,
+            queue_entries: 4096,
         }
     }
 }

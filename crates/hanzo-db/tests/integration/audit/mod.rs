@@ -1,5 +1,8 @@
 //! The audit log: what is recorded (and what never is), encryption at rest,
-//! every kind of tampering, retention, and a crash during audited writes.
+//! every kind of tampering, retention, and a crash during audited writes;
+//! the queue of read entries in `queue`.
+
+mod queue;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
