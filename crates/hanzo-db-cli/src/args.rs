@@ -354,6 +354,9 @@ pub struct Bench {
     /// Vector index.
     #[arg(long, default_value = "auto")]
     pub index: BenchIndex,
+    /// Distance metric of the table (and of the exact ground truth): l2, cosine or dot.
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
     /// IVF partitions (ivf_pq).
     #[arg(long)]
     pub nlist: Option<u32>,

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use hanzo_db::DistanceMetric;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -115,6 +117,9 @@ pub fn read_matrix(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
 /// Streaming exact top-k for a fixed set of queries.
 pub struct TopK {
     pub queries: Vec<Vec<f32>>,
+    metric: DistanceMetric,
+    /// Unit-length queries (cosine).
+    unit: Vec<Vec<f32>>,
     k: usize,
     heaps: Vec<std::collections::BinaryHeap<(OrdF32, u64)>>,
 }
@@ -129,15 +134,46 @@ impl Ord for OrdF32 {
     }
 }
 
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 impl TopK {
-    pub fn new(queries: Vec<Vec<f32>>, k: usize) -> Self {
+    pub fn new(queries: Vec<Vec<f32>>, k: usize, metric: DistanceMetric) -> Self {
         let heaps = queries.iter().map(|_| Default::default()).collect();
-        Self { queries, k, heaps }
+        let unit = queries
+            .iter()
+            .map(|q| {
+                let n = dot(q, q).sqrt().max(f32::MIN_POSITIVE);
+                q.iter().map(|x| x / n).collect()
+            })
+            .collect();
+        Self {
+            queries,
+            metric,
+            unit,
+            k,
+            heaps,
+        }
     }
-    /// Offers row `id` (squared L2).
+    /// Offers row `id`, scored by the table's metric as the engines score it.
     pub fn offer(&mut self, id: u64, v: &[f32]) {
-        for (q, heap) in self.queries.iter().zip(self.heaps.iter_mut()) {
-            let d: f32 = q.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
+        let norm = match self.metric {
+            DistanceMetric::Cosine => dot(v, v).sqrt(),
+            _ => 0.0,
+        };
+        for i in 0..self.queries.len() {
+            let d = match self.metric {
+                DistanceMetric::L2 => self.queries[i]
+                    .iter()
+                    .zip(v)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum(),
+                DistanceMetric::Dot => 1.0 - dot(&self.queries[i], v),
+                DistanceMetric::Cosine if norm == 0.0 => 1.0,
+                DistanceMetric::Cosine => 1.0 - dot(&self.unit[i], v) / norm,
+            };
+            let heap = &mut self.heaps[i];
             if heap.len() < self.k {
                 heap.push((OrdF32(d), id));
             } else if d < heap.peek().expect("k>0").0.0 {

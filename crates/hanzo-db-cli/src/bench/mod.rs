@@ -290,8 +290,9 @@ async fn run_one(
     };
     anyhow::ensure!(dim > 0 && n > 0, "no data to benchmark");
     let gt_n = a.gt_queries.min(queries.len());
-    let mut truth = TopK::new(queries[..gt_n].to_vec(), a.k);
-    let mut truth_filtered = TopK::new(queries[..gt_n].to_vec(), a.k);
+    let metric: hanzo_db::DistanceMetric = a.metric.parse()?;
+    let mut truth = TopK::new(queries[..gt_n].to_vec(), a.k, metric);
+    let mut truth_filtered = TopK::new(queries[..gt_n].to_vec(), a.k, metric);
 
     let db = hanzo_db::connect(dir.clone())
         .config(bench_config(
@@ -299,7 +300,9 @@ async fn run_one(
         ))
         .execute()
         .await?;
-    let schema = TableSchema::new(dim).field("bucket", FieldType::Int);
+    let schema = TableSchema::new(dim)
+        .metric(metric)
+        .field("bucket", FieldType::Int);
     db.create_table("bench", schema.clone()).await?;
     ctx.out.note(format!(
         "bench: inserting {n} x {dim} vectors into {}",
@@ -471,7 +474,7 @@ async fn run_one(
         Arc::new((0..SINGLE_POOL).map(|_| single_gen.next_vec()).collect());
     let window = Duration::from_millis(a.single_ms);
     let (single_insert_ps, single_insert_8w_ps) =
-        single_inserts(&db, dim, &single_vec, window).await?;
+        single_inserts(&db, dim, metric, &single_vec, window).await?;
     let nosync_dir = root.join(if encrypted {
         "encrypted-nosync"
     } else {
@@ -487,7 +490,7 @@ async fn run_one(
         .execute()
         .await?;
     let (single_insert_nosync_ps, single_insert_8w_nosync_ps) =
-        single_inserts(&nosync, dim, &single_vec, window).await?;
+        single_inserts(&nosync, dim, metric, &single_vec, window).await?;
     drop(nosync);
     let _ = std::fs::remove_dir_all(&nosync_dir);
 
@@ -535,7 +538,7 @@ async fn run_one(
         "hot_reopened_from_disk": reopened.map(|s| s.loaded_from_disk),
         "params": {
             "n": n, "dim": dim, "queries": queries.len(), "ground_truth_queries": gt_n, "k": a.k,
-            "index": spec, "nprobes": a.nprobes, "refine": a.refine, "batch": a.batch,
+            "index": spec, "metric": metric, "nprobes": a.nprobes, "refine": a.refine, "batch": a.batch,
             "dataset": a.dataset.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("synthetic(seed={})", a.seed)),
             "encrypted": encrypted, "audit": audit, "backend": backend.to_string(), "hot": !a.no_hot, "single_insert_window_ms": a.single_ms,
             "filter": {"bucket": 3}, "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
@@ -559,10 +562,12 @@ const SINGLE_POOL: usize = 65_536;
 async fn single_inserts(
     db: &Database,
     dim: usize,
+    metric: hanzo_db::DistanceMetric,
     pool: &Arc<Vec<Vec<f32>>>,
     window: Duration,
 ) -> anyhow::Result<(f64, f64)> {
-    db.create_table("single", TableSchema::new(dim)).await?;
+    db.create_table("single", TableSchema::new(dim).metric(metric))
+        .await?;
     let t = Instant::now();
     let mut count = 0u64;
     while t.elapsed() < window {
@@ -624,6 +629,10 @@ fn bench_config(
     let mut cfg = hanzo_db::DatabaseConfig::new(dir);
     cfg.workloads.vectors = backend;
     cfg.postgres = ctx.db.config().postgres.clone();
+    // Tuning from `--config` applies: the hot index, write buffer, caches.
+    cfg.hot = ctx.db.config().hot.clone();
+    cfg.write_buffer = ctx.db.config().write_buffer.clone();
+    cfg.security.read_cache_bytes = ctx.db.config().security.read_cache_bytes;
     cfg.security.encryption = encrypted;
     cfg.audit.enabled = audit;
     cfg.hot.enabled = hot;

@@ -19,6 +19,8 @@ use super::table::{After, State, TableHot, apply_to, claim, row_from};
 /// Rows moved into the graph per step while folding.
 /// Rows folded per thread per step (a step holds the table's read lock).
 const FOLD_CHUNK: usize = 64;
+/// Pending rows from which folding uses every core (a bulk load).
+const BULK_PENDING: usize = 4096;
 
 impl Shared {
     /// Acts on what applying a write asked for.
@@ -309,14 +311,21 @@ impl Shared {
                     .reserve_capacity_and_threads(grow, search_threads())
                     .map_err(usearch_err)?;
             }
-            let taken = mem.pending.len().min(FOLD_CHUNK * background_threads());
+            // A bulk load gets every core; a trickle of writes leaves one
+            // to the foreground.
+            let threads = if mem.pending.len() >= BULK_PENDING {
+                build_threads()
+            } else {
+                background_threads()
+            };
+            let taken = mem.pending.len().min(FOLD_CHUNK * threads);
             let work: Vec<(u64, Vec<f32>)> = mem.pending[..taken]
                 .iter()
                 .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
                 .collect();
-            (mem.index.clone(), (taken, work))
+            (mem.index.clone(), (taken, work, threads))
         };
-        let (taken, work) = work;
+        let (taken, work, threads) = work;
         let unreachable = {
             let state = t.state.read().expect("lock");
             let State::Hot(mem) = &*state else {
@@ -326,7 +335,7 @@ impl Shared {
                 // Rebuilt meanwhile: the new state has its own pending rows.
                 return Ok(false);
             }
-            add_parallel(&index, &work, background_threads())?;
+            add_parallel(&index, &work, threads)?;
             // HNSW can leave an outlier with no links pointing to it; such
             // rows are searched exactly from then on instead of being lost.
             let mut unreachable = Vec::new();
