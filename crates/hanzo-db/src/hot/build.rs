@@ -335,7 +335,11 @@ impl Shared {
                 // Rebuilt meanwhile: the new state has its own pending rows.
                 return Ok(false);
             }
-            add_parallel(&index, &work, threads)?;
+            let added = {
+                let _adding = t.adding.lock().unwrap_or_else(|p| p.into_inner());
+                add_parallel(&index, &work, threads)
+            };
+            added?;
             // HNSW can leave an outlier with no links pointing to it; such
             // rows are searched exactly from then on instead of being lost.
             let mut unreachable = Vec::new();

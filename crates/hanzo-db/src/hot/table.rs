@@ -100,6 +100,10 @@ pub(crate) struct TableHot {
     pub generation: AtomicU64,
     pub folding: AtomicBool,
     pub saving: AtomicBool,
+    /// Held while a fold adds to the graph under the read lock; usearch
+    /// calls that are not safe beside concurrent adds (`memory_usage`)
+    /// take it too.
+    pub adding: std::sync::Mutex<()>,
     pub hot_searches: AtomicU64,
     pub lance_searches: AtomicU64,
 }
@@ -122,6 +126,7 @@ impl TableHot {
             generation: AtomicU64::new(0),
             folding: AtomicBool::new(false),
             saving: AtomicBool::new(false),
+            adding: std::sync::Mutex::new(()),
             hot_searches: AtomicU64::new(0),
             lance_searches: AtomicU64::new(0),
         }
@@ -236,7 +241,10 @@ impl TableHot {
                 s.serving = HotPath::Hot;
                 s.rows = mem.live_rows() as u64;
                 s.pending_rows = mem.pending_rows() as u64;
-                s.memory_bytes = mem.memory_bytes();
+                s.memory_bytes = {
+                    let _no_adds = self.adding.lock().unwrap_or_else(|p| p.into_inner());
+                    mem.memory_bytes()
+                };
                 s.quantization = Some(mem.layout.name().to_string());
                 s.rerank = mem.layout.keep_f32;
                 s.loaded_from_disk = mem.from_disk;
