@@ -738,9 +738,9 @@ fn decrypt_stream(state: DecryptState) -> BoxStream<'static, object_store::Resul
             }
             let _ = st.buf.split_to(st.discard as usize);
             st.discard = 0;
-            let mut chunk = st.buf.split_to(need).to_vec();
-            st.cipher
-                .decrypt_chunk(st.next, last, &mut chunk)
+            let chunk = st
+                .cipher
+                .decrypt_chunk_from(st.next, last, &st.buf.split_to(need))
                 .map_err(|e| obj_err(&st.path, e))?;
             let mut pt = Bytes::from(chunk);
             if let Some((pc, file_id)) = &st.sink {
@@ -948,9 +948,8 @@ impl ObjectStore for EncryptingObjectStore {
                         )),
                     )
                 })?;
-                let mut v = piece.to_vec();
-                cipher
-                    .decrypt_chunk(idx, last, &mut v)
+                let v = cipher
+                    .decrypt_chunk_from(idx, last, piece)
                     .map_err(|e| obj_err(location, e))?;
                 let v = Bytes::from(v);
                 if let Some((pc, file_id)) = &sink {
