@@ -29,6 +29,9 @@ use super::store::{EncryptingObjectStore, KeySource};
 /// handler (found by the conformance suite's concurrency test).
 pub const SCHEME: &str = "file-object-store";
 
+/// Smallest part forwarded to the local files' multipart upload.
+const LOCAL_MIN_PART_SIZE: usize = 1 << 20;
+
 /// Builds encrypting stores over the local file system.
 #[derive(Debug)]
 pub struct EncryptedLocalProvider {
@@ -70,6 +73,9 @@ impl ObjectStoreProvider for EncryptedLocalProvider {
         let enc = EncryptingObjectStore::new(inner, self.keys.clone())
             .with_algorithm(self.alg)
             .with_chunk_size(self.chunk)
+            // Local files take parts of any size: forward each of Lance's
+            // parts (5 MiB and up) as soon as it is encrypted.
+            .with_min_part_size(LOCAL_MIN_PART_SIZE)
             .with_shared_read_cache(self.read_cache.clone());
         Ok(ObjectStore::new(
             Arc::new(enc),

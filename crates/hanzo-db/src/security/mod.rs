@@ -26,6 +26,7 @@ pub mod local_files;
 mod plain_cache;
 pub mod store;
 pub mod tee;
+mod upload;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -42,20 +42,20 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     Attributes, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
     MultipartUpload, OBJECT_STORE_COALESCE_DEFAULT, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
+    PutOptions, PutPayload, PutResult, RenameOptions,
 };
 
 use super::format::{
-    self, Algorithm, ChunkSize, DataKey, Encryptor, FileCipher, HEADER_LEN, Header, TAG_LEN,
-    chunk_count, ciphertext_range, plaintext_len,
+    self, Algorithm, ChunkSize, DataKey, FileCipher, HEADER_LEN, Header, TAG_LEN, chunk_count,
+    ciphertext_range, plaintext_len,
 };
 use super::plain_cache::PlainCache;
+use super::upload::EncryptingUpload;
 
 /// The `store` name used in `object_store::Error::Generic` errors.
 pub const STORE_NAME: &str = "EncryptingObjectStore";
@@ -390,9 +390,10 @@ impl EncryptingObjectStore {
         Ok(meta)
     }
 
-    fn new_encryptor(&self) -> Encryptor {
+    /// The cipher of a new object: fresh file id and salt, current key.
+    fn new_cipher(&self) -> FileCipher {
         let (key_id, key) = self.keys.current();
-        Encryptor::new(&key, key_id, self.alg, self.chunk_size)
+        Header::generate(key_id, self.alg, self.chunk_size).cipher(&key)
     }
 
     /// Reads and parses the header (first 64 bytes) with `opts`' preconditions.
@@ -737,9 +738,9 @@ fn decrypt_stream(state: DecryptState) -> BoxStream<'static, object_store::Resul
             }
             let _ = st.buf.split_to(st.discard as usize);
             st.discard = 0;
-            let mut chunk = st.buf.split_to(need).to_vec();
-            st.cipher
-                .decrypt_chunk(st.next, last, &mut chunk)
+            let chunk = st
+                .cipher
+                .decrypt_chunk_from(st.next, last, &st.buf.split_to(need))
                 .map_err(|e| obj_err(&st.path, e))?;
             let mut pt = Bytes::from(chunk);
             if let Some((pc, file_id)) = &st.sink {
@@ -761,14 +762,14 @@ fn decrypt_stream(state: DecryptState) -> BoxStream<'static, object_store::Resul
     .boxed()
 }
 
-fn encrypt_payload(mut enc: Encryptor, payload: &PutPayload) -> Bytes {
-    let len = payload.content_length();
+/// A whole EVF1 object: header, then `payload` as chunks `0..` (one copy).
+fn encrypt_payload(cipher: &FileCipher, payload: &PutPayload) -> Bytes {
+    let len = payload.content_length() as u64;
     let mut out =
-        Vec::with_capacity(format::ciphertext_len(len as u64, enc.header().chunk_size) as usize);
-    for b in payload.iter() {
-        enc.update(b, &mut out);
-    }
-    enc.finish(&mut out);
+        Vec::with_capacity(format::ciphertext_len(len, cipher.header().chunk_size) as usize);
+    out.extend_from_slice(cipher.header_bytes());
+    let pieces: Vec<&[u8]> = payload.iter().map(|b| &b[..]).collect();
+    cipher.encrypt_chunks_into(0, &pieces, true, &mut out);
     Bytes::from(out)
 }
 
@@ -780,13 +781,13 @@ impl ObjectStore for EncryptingObjectStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        let enc = self.new_encryptor();
+        let cipher = self.new_cipher();
         let ciphertext = match tokio::runtime::Handle::try_current() {
             Ok(handle) if payload.content_length() > BLOCKING_THRESHOLD => handle
-                .spawn_blocking(move || encrypt_payload(enc, &payload))
+                .spawn_blocking(move || encrypt_payload(&cipher, &payload))
                 .await
                 .map_err(generic)?,
-            _ => encrypt_payload(enc, &payload),
+            _ => encrypt_payload(&cipher, &payload),
         };
         self.cache_forget(location);
         self.inner
@@ -800,15 +801,24 @@ impl ObjectStore for EncryptingObjectStore {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let inner = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(EncryptingUpload {
+        let (cache, plain, path) = (
+            Arc::clone(&self.cache),
+            self.plain.clone(),
+            location.clone(),
+        );
+        let forget = move || {
+            cache.lock().expect("header cache lock").map.remove(&path);
+            if let Some(pc) = &plain {
+                pc.forget(&path);
+            }
+        };
+        Ok(Box::new(EncryptingUpload::new(
             inner,
-            enc: Some(self.new_encryptor()),
-            buf: Vec::new(),
-            min_part_size: self.min_part_size,
-            location: location.clone(),
-            cache: Arc::clone(&self.cache),
-            plain: self.plain.clone(),
-        }))
+            self.new_cipher(),
+            self.min_part_size,
+            location.clone(),
+            Box::new(forget),
+        )))
     }
 
     async fn get_opts(
@@ -938,9 +948,8 @@ impl ObjectStore for EncryptingObjectStore {
                         )),
                     )
                 })?;
-                let mut v = piece.to_vec();
-                cipher
-                    .decrypt_chunk(idx, last, &mut v)
+                let v = cipher
+                    .decrypt_chunk_from(idx, last, piece)
                     .map_err(|e| obj_err(location, e))?;
                 let v = Bytes::from(v);
                 if let Some((pc, file_id)) = &sink {
@@ -1040,86 +1049,6 @@ impl ObjectStore for EncryptingObjectStore {
     }
 }
 
-/// Multipart upload that encrypts on the fly. Parts forwarded to the inner
-/// upload hold whole ciphertext chunks (the first also the header) and are at
-/// least `min_part_size` bytes, except the last one sent by `complete`.
-///
-/// Encryption happens synchronously inside `put_part`. A fresh file id and
-/// salt are drawn for every upload, so retried uploads never reuse nonces.
-struct EncryptingUpload {
-    inner: Box<dyn MultipartUpload>,
-    enc: Option<Encryptor>,
-    buf: Vec<u8>,
-    min_part_size: usize,
-    location: Path,
-    cache: Arc<Mutex<HeaderCache>>,
-    plain: Option<Arc<PlainCache>>,
-}
-
-impl fmt::Debug for EncryptingUpload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EncryptingUpload")
-            .field("location", &self.location)
-            .field("inner", &self.inner)
-            .field("buffered", &self.buf.len())
-            .field("encryptor", &self.enc)
-            .finish()
-    }
-}
-
-fn finished_err(location: &Path) -> object_store::Error {
-    object_store::Error::Generic {
-        store: STORE_NAME,
-        source: format!("multipart upload to {location} was already completed or aborted").into(),
-    }
-}
-
-#[async_trait]
-impl MultipartUpload for EncryptingUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let Some(enc) = self.enc.as_mut() else {
-            let e = finished_err(&self.location);
-            return async move { Err(e) }.boxed();
-        };
-        for b in data.iter() {
-            enc.update(b, &mut self.buf);
-        }
-        if self.buf.len() >= self.min_part_size {
-            let part = std::mem::take(&mut self.buf);
-            self.inner.put_part(PutPayload::from(part))
-        } else {
-            let ready: BoxFuture<'static, object_store::Result<()>> = async { Ok(()) }.boxed();
-            ready
-        }
-    }
-
-    async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let enc = self
-            .enc
-            .take()
-            .ok_or_else(|| finished_err(&self.location))?;
-        enc.finish(&mut self.buf);
-        let part = std::mem::take(&mut self.buf);
-        self.inner.put_part(PutPayload::from(part)).await?;
-        let res = self.inner.complete().await?;
-        self.cache
-            .lock()
-            .expect("header cache lock")
-            .map
-            .remove(&self.location);
-        if let Some(pc) = &self.plain {
-            pc.forget(&self.location);
-        }
-        Ok(res)
-    }
-
-    async fn abort(&mut self) -> object_store::Result<()> {
-        self.enc = None;
-        self.buf.clear();
-        self.inner.abort().await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::format::{HEADER_LEN, TAG_LEN};
@@ -1127,7 +1056,7 @@ mod tests {
     use object_store::local::LocalFileSystem;
     use object_store::memory::InMemory;
     use object_store::{
-        Attribute, Attributes, ObjectStoreExt, PutMode, UpdateVersion, WriteMultipart,
+        Attribute, Attributes, ObjectStoreExt, PutMode, UpdateVersion, UploadPart, WriteMultipart,
     };
     use std::sync::atomic::{AtomicUsize, Ordering};
 
