@@ -17,9 +17,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::generic_array::GenericArray;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -27,6 +24,7 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::security::format::RingAes;
 use crate::security::store::KeySource;
 
 /// Frame magic.
@@ -43,7 +41,7 @@ const SALT: &[u8] = b"hanzo-db/audit/v1";
 
 /// The two keys of one data key: encryption and MAC.
 pub struct EntryKeys {
-    aead: Aes256Gcm,
+    aead: RingAes,
     mac: Zeroizing<[u8; 32]>,
 }
 
@@ -62,7 +60,7 @@ impl EntryKeys {
         hk.expand(b"encrypt", enc.as_mut()).expect("32 bytes");
         hk.expand(b"mac", mac.as_mut()).expect("32 bytes");
         Self {
-            aead: Aes256Gcm::new(GenericArray::from_slice(enc.as_ref())),
+            aead: RingAes::new(&enc),
             mac,
         }
     }
@@ -187,12 +185,7 @@ pub fn encrypt_frame(
     OsRng.fill_bytes(&mut nonce);
     let tag = k
         .aead
-        .encrypt_in_place_detached(
-            GenericArray::from_slice(&nonce),
-            &aad(key_id, segment),
-            &mut plain,
-        )
-        .expect("entry far below the AEAD limit");
+        .seal_detached(nonce, &aad(key_id, segment), &mut plain);
     plain.extend_from_slice(&tag);
     let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + plain.len());
     frame.extend_from_slice(&MAGIC);
@@ -254,15 +247,10 @@ pub fn open_frame(keys: &AuditKeys, segment: u32, bytes: &[u8]) -> FrameRead {
         ));
     };
     let mut buf = bytes[FRAME_HEADER_LEN..total - TAG_LEN].to_vec();
-    let tag = GenericArray::from_slice(&bytes[total - TAG_LEN..total]);
-    if k.aead
-        .decrypt_in_place_detached(
-            GenericArray::from_slice(&nonce),
-            &aad(&key_id, segment),
-            &mut buf,
-            tag,
-        )
-        .is_err()
+    let tag = &bytes[total - TAG_LEN..total];
+    if !k
+        .aead
+        .open_detached(nonce, &aad(&key_id, segment), &mut buf, tag)
     {
         return FrameRead::Bad("fails authentication (edited, damaged or moved)".into());
     }

@@ -16,17 +16,16 @@
 //! `SHA-256("hanzo-db/wal1/plain" || aad || payload)[..16]`: a checksum, not
 //! a secret.
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::generic_array::GenericArray;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::generic_array::GenericArray;
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use hkdf::Hkdf;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::security::format::{Algorithm, DataKey};
+use crate::security::format::{Algorithm, DataKey, RingAes};
 
 /// Magic bytes opening every segment.
 pub const MAGIC: [u8; 4] = *b"HZW1";
@@ -143,7 +142,7 @@ pub fn parse_frame_header(h: &[u8]) -> Option<(usize, u64)> {
 
 enum Aead {
     Plain,
-    Aes(Box<Aes256Gcm>),
+    Aes(RingAes),
     ChaCha(Box<ChaCha20Poly1305>),
 }
 
@@ -180,11 +179,12 @@ impl Sealer {
                 let mut okm = Zeroizing::new([0u8; 32]);
                 hk.expand(&info, okm.as_mut())
                     .expect("32 bytes is a valid HKDF-SHA256 output length");
-                let k = GenericArray::from_slice(okm.as_ref());
                 if alg == Algorithm::Aes256Gcm.id() {
-                    Aead::Aes(Box::new(Aes256Gcm::new(k)))
+                    Aead::Aes(RingAes::new(&okm))
                 } else {
-                    Aead::ChaCha(Box::new(ChaCha20Poly1305::new(k)))
+                    Aead::ChaCha(Box::new(ChaCha20Poly1305::new(GenericArray::from_slice(
+                        okm.as_ref(),
+                    ))))
                 }
             }
         };
@@ -214,18 +214,13 @@ impl Sealer {
         out.extend_from_slice(&head);
         out.extend_from_slice(payload);
         let aad = self.aad(&head);
-        let n = nonce(seq);
-        let n = GenericArray::from_slice(&n);
         let body = &mut out[FRAME_HEADER_LEN..];
         let mut tag = [0u8; TAG_LEN];
         match &self.aead {
             Aead::Plain => tag = plain_tag(&aad, body),
-            Aead::Aes(c) => tag.copy_from_slice(
-                &c.encrypt_in_place_detached(n, &aad, body)
-                    .expect("frame below the AEAD limit"),
-            ),
+            Aead::Aes(c) => tag = c.seal_detached(nonce(seq), &aad, body),
             Aead::ChaCha(c) => tag.copy_from_slice(
-                &c.encrypt_in_place_detached(n, &aad, body)
+                &c.encrypt_in_place_detached(GenericArray::from_slice(&nonce(seq)), &aad, body)
                     .expect("frame below the AEAD limit"),
             ),
         }
@@ -242,15 +237,16 @@ impl Sealer {
         let (body, tag) = sealed.split_at(sealed.len() - TAG_LEN);
         let aad = self.aad(frame_head);
         let mut buf = body.to_vec();
-        let n = nonce(seq);
-        let n = GenericArray::from_slice(&n);
         let ok = match &self.aead {
             Aead::Plain => plain_tag(&aad, &buf) == tag,
-            Aead::Aes(c) => c
-                .decrypt_in_place_detached(n, &aad, &mut buf, GenericArray::from_slice(tag))
-                .is_ok(),
+            Aead::Aes(c) => c.open_detached(nonce(seq), &aad, &mut buf, tag),
             Aead::ChaCha(c) => c
-                .decrypt_in_place_detached(n, &aad, &mut buf, GenericArray::from_slice(tag))
+                .decrypt_in_place_detached(
+                    GenericArray::from_slice(&nonce(seq)),
+                    &aad,
+                    &mut buf,
+                    GenericArray::from_slice(tag),
+                )
                 .is_ok(),
         };
         ok.then_some(buf)

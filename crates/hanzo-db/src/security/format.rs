@@ -367,12 +367,56 @@ enum Aead {
 }
 
 /// A `ring` AES-256-GCM key (its expanded key schedule and GHASH key table),
-/// kept in one heap allocation that is overwritten on drop.
-struct RingAes(Box<ring_aead::LessSafeKey>);
+/// kept in one heap allocation that is overwritten on drop. Also seals the
+/// write-buffer log's frames and the audit log's entries.
+pub(crate) struct RingAes(Box<ring_aead::LessSafeKey>);
 
 impl RingAes {
-    fn new(key: &[u8; 32]) -> Self {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
         Self(Box::new(Self::key(key)))
+    }
+
+    /// Encrypts `buf` in place; returns the tag.
+    pub(crate) fn seal_detached(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                ring_aead::Nonce::assume_unique_for_key(nonce),
+                ring_aead::Aad::from(aad),
+                buf,
+            )
+            .expect("input far below the AES-GCM limit");
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Decrypts `buf` in place if `tag` authenticates it (on failure `buf`
+    /// holds garbage and false is returned).
+    pub(crate) fn open_detached(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8],
+    ) -> bool {
+        let Ok(tag) = <[u8; TAG_LEN]>::try_from(tag) else {
+            return false;
+        };
+        self.0
+            .open_in_place_separate_tag(
+                ring_aead::Nonce::assume_unique_for_key(nonce),
+                ring_aead::Aad::from(aad),
+                ring_aead::Tag::from(tag),
+                buf,
+                0..,
+            )
+            .is_ok()
     }
 
     fn key(key: &[u8; 32]) -> ring_aead::LessSafeKey {
