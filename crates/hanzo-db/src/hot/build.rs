@@ -296,7 +296,7 @@ impl Shared {
     /// saves wait for the chunk), and settled under the write lock again.
     /// Its rows stay pending (searched exactly) until settled.
     fn fold_step(&self, t: &TableHot) -> Result<bool> {
-        let (index, work) = {
+        let (index, taken, work, threads) = {
             let mut state = t.state.write().expect("lock");
             let State::Hot(mem) = &mut *state else {
                 return Ok(true);
@@ -323,9 +323,8 @@ impl Shared {
                 .iter()
                 .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
                 .collect();
-            (mem.index.clone(), (taken, work, threads))
+            (mem.index.clone(), taken, work, threads)
         };
-        let (taken, work, threads) = work;
         let unreachable = {
             let state = t.state.read().expect("lock");
             let State::Hot(mem) = &*state else {

@@ -491,13 +491,7 @@ impl FileCipher {
         let nonce = chunk_nonce(index, last);
         const LIMIT: &str = "chunk length is far below the AEAD limit";
         match &self.aead {
-            Aead::Aes(a) => {
-                let nonce = ring_aead::Nonce::assume_unique_for_key(nonce);
-                let tag =
-                    a.0.seal_in_place_separate_tag(nonce, ring_aead::Aad::from(&self.aad), chunk)
-                        .expect(LIMIT);
-                tag.as_ref().try_into().expect("16-byte tag")
-            }
+            Aead::Aes(a) => a.seal_detached(nonce, &self.aad, chunk),
             Aead::ChaCha(a) => a
                 .encrypt_in_place_detached(GenericArray::from_slice(&nonce), &self.aad, chunk)
                 .expect(LIMIT)
@@ -606,16 +600,7 @@ impl FileCipher {
     fn try_decrypt(&self, index: u64, last: bool, tag: &[u8; TAG_LEN], buf: &mut [u8]) -> bool {
         let nonce = chunk_nonce(index, last);
         match &self.aead {
-            Aead::Aes(a) => {
-                a.0.open_in_place_separate_tag(
-                    ring_aead::Nonce::assume_unique_for_key(nonce),
-                    ring_aead::Aad::from(&self.aad),
-                    ring_aead::Tag::from(*tag),
-                    buf,
-                    0..,
-                )
-                .is_ok()
-            }
+            Aead::Aes(a) => a.open_detached(nonce, &self.aad, buf, tag),
             Aead::ChaCha(a) => a
                 .decrypt_in_place_detached(
                     GenericArray::from_slice(&nonce),
