@@ -387,9 +387,16 @@ pub struct Bench {
     /// Random seed of the synthetic data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Keep the benchmark database afterwards.
+    /// Keep the benchmark database afterwards (with its exact ground truth,
+    /// for `--reuse`).
     #[arg(long)]
     pub keep: bool,
+    /// Reuse the database a `--keep` run with the same data parameters left:
+    /// skip the bulk insert, index build and single-record inserts, and time
+    /// searches and the reopen again (for sweeps of --nprobes, --refine or
+    /// `[hot]` settings). Implies --keep.
+    #[arg(long)]
+    pub reuse: bool,
     /// Audit log: on, off or both (both runs the whole bench twice).
     #[arg(long, default_value = "off")]
     pub audit: Encrypted,

@@ -3,18 +3,20 @@
 //! keys scripts can rely on (see `FIGURES`). Never used as a timed test.
 
 mod data;
+mod load;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hanzo_db::{Database, DatabaseBackend, FieldType, IndexSpec, MultimodalRecord, TableSchema};
+use hanzo_db::{Database, DatabaseBackend, FieldType, MultimodalRecord, TableSchema};
 use serde_json::{Value, json};
 
-use crate::args::{Bench, BenchIndex, Encrypted};
+use crate::args::{Bench, Encrypted};
 use crate::commands::Ctx;
 use crate::output::table;
 use data::{Synthetic, TopK, read_matrix};
+use load::{Kept, build_index, load};
 
 /// The figures every report carries, in print order.
 pub const FIGURES: &[(&str, &str)] = &[
@@ -240,11 +242,38 @@ async fn run_one(
         root.join(format!("{mode}-{backend}"))
     };
     let mut notes: Vec<String> = Vec::new();
-    for d in [dir.clone(), root.join("keys")] {
-        if d.exists() {
-            std::fs::remove_dir_all(&d)?;
+    let kept_path = dir.with_extension("kept.json");
+    let kept_key = json!({
+        "n": a.n, "dim": a.dim, "seed": a.seed, "metric": a.metric, "k": a.k,
+        "queries": a.queries, "gt_queries": a.gt_queries, "index": format!("{:?}", a.index),
+        "nlist": a.nlist, "pq_dims": a.pq_dims, "batch": a.batch,
+        "dataset": a.dataset, "query_file": a.query_file,
+    });
+    let reused: Option<Kept> = if a.reuse {
+        let kept: Kept = std::fs::read(&kept_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|k: &Kept| k.key == kept_key && dir.exists())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--reuse: no database kept with these parameters at {} (run once with --keep and the same --n, --dim, --seed, --metric, --k, --queries, --index, --batch, --dataset)",
+                    dir.display()
+                )
+            })?;
+        notes.push(format!(
+            "reused the database kept at {}: bulk insert, index build and single-record inserts not measured",
+            dir.display()
+        ));
+        Some(kept)
+    } else {
+        for d in [dir.clone(), root.join("keys")] {
+            if d.exists() {
+                std::fs::remove_dir_all(&d)?;
+            }
         }
-    }
+        let _ = std::fs::remove_file(&kept_path);
+        None
+    };
     // Data and queries.
     let (mut source, queries, n, dim) = match &a.dataset {
         Some(path) => {
@@ -303,89 +332,43 @@ async fn run_one(
     let schema = TableSchema::new(dim)
         .metric(metric)
         .field("bucket", FieldType::Int);
-    db.create_table("bench", schema.clone()).await?;
-    ctx.out.note(format!(
-        "bench: inserting {n} x {dim} vectors into {}",
-        dir.display()
-    ));
-
-    // Bulk insert (the ground truth is computed alongside, outside the timed calls).
-    let mut insert_time = Duration::ZERO;
-    let mut payload_bytes = 0u64;
-    let mut next_id = 0u64;
-    let bar = ctx.out.progress(None, "bulk insert");
-    while (next_id as usize) < n {
-        let take = a.batch.min(n - next_id as usize);
-        let mut batch = Vec::with_capacity(take);
-        for _ in 0..take {
-            let Some(v) = source.next() else { break };
-            let id = next_id;
-            next_id += 1;
-            let bucket = (id % 10) as i64;
-            truth.offer(id, &v);
-            if bucket == 3 {
-                truth_filtered.offer(id, &v);
+    let (n, insert_vps, index_build_s, spec, payload_bytes, truths, ftruth) = match reused {
+        Some(kept) => (
+            kept.n,
+            None,
+            None,
+            None,
+            kept.payload_bytes,
+            kept.truth,
+            kept.truth_filtered,
+        ),
+        None => {
+            db.create_table("bench", schema.clone()).await?;
+            let (insert_vps, payload_bytes, n) =
+                load(ctx, a, &db, &mut source, &mut truth, &mut truth_filtered, n).await?;
+            let (spec, index_build_s) = build_index(ctx, a, &db, backend, &mut notes).await?;
+            let (truths, ftruth) = (truth.results(), truth_filtered.results());
+            if a.keep {
+                let kept = Kept {
+                    key: kept_key.clone(),
+                    n,
+                    payload_bytes,
+                    truth: truths.clone(),
+                    truth_filtered: ftruth.clone(),
+                };
+                std::fs::write(&kept_path, serde_json::to_vec(&kept)?)?;
             }
-            payload_bytes += id.to_string().len() as u64 + 8;
-            batch.push(MultimodalRecord::new(id.to_string(), v).with_metadata("bucket", bucket));
-        }
-        if batch.is_empty() {
-            break;
-        }
-        let t = Instant::now();
-        db.insert("bench", batch).await?;
-        insert_time += t.elapsed();
-        bar.set_message(format!("bulk insert: {next_id}/{n}"));
-    }
-    bar.finish_and_clear();
-    let n = next_id as usize;
-    let insert_vps = n as f64 / insert_time.as_secs_f64();
-
-    // Index.
-    let spec = match a.index {
-        BenchIndex::None => None,
-        BenchIndex::Auto => Some(IndexSpec::Auto),
-        BenchIndex::IvfPq => Some(IndexSpec::IvfPq {
-            nlist: a.nlist,
-            pq_dims: a.pq_dims,
-        }),
-        BenchIndex::Hnsw => Some(IndexSpec::Hnsw {
-            m: None,
-            ef_construction: None,
-        }),
-    };
-    let mut index_build_s = None;
-    if let Some(spec) = &spec {
-        ctx.out.note(format!("bench: building {spec:?}"));
-        let t = Instant::now();
-        let built = match db.create_index("bench", spec.clone()).await {
-            Err(hanzo_db::Error::Unsupported { feature, .. }) => {
-                notes.push(format!(
-                    "index {spec:?} skipped: {feature} not supported by {backend}; searches are exact"
-                ));
-                false
-            }
-            other => other.map(|()| true)?,
-        };
-        match db
-            .create_index(
-                "bench",
-                IndexSpec::Scalar {
-                    column: "bucket".into(),
-                },
+            (
+                n,
+                Some(insert_vps),
+                index_build_s,
+                spec,
+                payload_bytes,
+                truths,
+                ftruth,
             )
-            .await
-        {
-            Err(hanzo_db::Error::Unsupported { feature, .. }) => notes.push(format!(
-                "scalar index on `bucket` skipped: {feature} not supported by {backend}"
-            )),
-            other => other?,
         }
-        if built {
-            index_build_s = Some(t.elapsed().as_secs_f64());
-        }
-    }
-
+    };
     // The hot in-memory index folds the bulk-inserted rows into its graph in
     // the background; queries are timed once it holds them all.
     let t = Instant::now();
@@ -411,7 +394,6 @@ async fn run_one(
     };
     let mut lat = Vec::with_capacity(queries.len());
     let mut recall_sum = 0.0;
-    let truths = truth.results();
     for (i, q) in queries.iter().enumerate() {
         let t = Instant::now();
         let hits = search(&db, q, false).await?;
@@ -450,7 +432,6 @@ async fn run_one(
     let qps_8 = queries.len() as f64 / t.elapsed().as_secs_f64();
 
     // Filtered (10%).
-    let ftruth = truth_filtered.results();
     let mut flat = Vec::with_capacity(queries.len());
     let mut frecall = 0.0;
     for (i, q) in queries.iter().enumerate() {
@@ -465,34 +446,13 @@ async fn run_one(
     flat.sort_by(f64::total_cmp);
     let peak_search = peak_rss_bytes();
 
-    // Single-record inserts through the write buffer: 1 writer, then 8;
-    // acknowledged after fsync (the default), then before it.
-    // Distinct vectors, like an agent's memories (one vector repeated would
-    // make every graph insert a worst case of ties).
-    let mut single_gen = Synthetic::new(dim, a.seed, 3);
-    let single_vec: Arc<Vec<Vec<f32>>> =
-        Arc::new((0..SINGLE_POOL).map(|_| single_gen.next_vec()).collect());
-    let window = Duration::from_millis(a.single_ms);
-    let (single_insert_ps, single_insert_8w_ps) =
-        single_inserts(&db, dim, metric, &single_vec, window).await?;
-    let nosync_dir = root.join(if encrypted {
-        "encrypted-nosync"
+    // Single-record inserts through the write buffer (not with --reuse).
+    let singles = if a.reuse {
+        None
     } else {
-        "plain-nosync"
-    });
-    if nosync_dir.exists() {
-        std::fs::remove_dir_all(&nosync_dir)?;
-    }
-    let mut nosync_cfg = bench_config(ctx, &nosync_dir, root, encrypted, backend, audit, !a.no_hot);
-    nosync_cfg.write_buffer.sync = false;
-    let nosync = hanzo_db::connect(nosync_dir.clone())
-        .config(nosync_cfg)
-        .execute()
-        .await?;
-    let (single_insert_nosync_ps, single_insert_8w_nosync_ps) =
-        single_inserts(&nosync, dim, metric, &single_vec, window).await?;
-    drop(nosync);
-    let _ = std::fs::remove_dir_all(&nosync_dir);
+        Some(single_runs(ctx, a, &db, root, encrypted, backend, audit, dim, metric).await?)
+    };
+    let single = |i: usize| singles.map(|s: [f64; 4]| s[i]);
 
     // Storage, then cold start: a fresh handle, open to first result.
     let disk_bytes = db.table_stats("bench").await?.disk_bytes;
@@ -515,10 +475,10 @@ async fn run_one(
     let raw_bytes = (n * dim * 4) as u64 + payload_bytes;
     let doc = json!({
         "insert_vps": insert_vps,
-        "single_insert_ps": single_insert_ps,
-        "single_insert_8w_ps": single_insert_8w_ps,
-        "single_insert_nosync_ps": single_insert_nosync_ps,
-        "single_insert_8w_nosync_ps": single_insert_8w_nosync_ps,
+        "single_insert_ps": single(0),
+        "single_insert_8w_ps": single(1),
+        "single_insert_nosync_ps": single(2),
+        "single_insert_8w_nosync_ps": single(3),
         "index_build_s": index_build_s,
         "query_p50_ms": percentile(&lat, 0.50),
         "query_p95_ms": percentile(&lat, 0.95),
@@ -547,11 +507,59 @@ async fn run_one(
         "machine": machine(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    if !a.keep {
+    if !a.keep && !a.reuse {
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(root.join("keys"));
     }
     Ok(doc)
+}
+
+/// Single-record inserts through the write buffer: 1 writer, then 8;
+/// acknowledged after fsync (the default), then before it (a second
+/// database). Distinct vectors, like an agent's memories (one vector repeated
+/// would make every graph insert a worst case of ties).
+#[allow(clippy::too_many_arguments)]
+async fn single_runs(
+    ctx: &Ctx,
+    a: &Bench,
+    db: &Database,
+    root: &Path,
+    encrypted: bool,
+    backend: DatabaseBackend,
+    audit: bool,
+    dim: usize,
+    metric: hanzo_db::DistanceMetric,
+) -> anyhow::Result<[f64; 4]> {
+    let mut single_gen = Synthetic::new(dim, a.seed, 3);
+    let single_vec: Arc<Vec<Vec<f32>>> =
+        Arc::new((0..SINGLE_POOL).map(|_| single_gen.next_vec()).collect());
+    let window = Duration::from_millis(a.single_ms);
+    let (single_insert_ps, single_insert_8w_ps) =
+        single_inserts(db, dim, metric, &single_vec, window).await?;
+    let nosync_dir = root.join(if encrypted {
+        "encrypted-nosync"
+    } else {
+        "plain-nosync"
+    });
+    if nosync_dir.exists() {
+        std::fs::remove_dir_all(&nosync_dir)?;
+    }
+    let mut nosync_cfg = bench_config(ctx, &nosync_dir, root, encrypted, backend, audit, !a.no_hot);
+    nosync_cfg.write_buffer.sync = false;
+    let nosync = hanzo_db::connect(nosync_dir.clone())
+        .config(nosync_cfg)
+        .execute()
+        .await?;
+    let (single_insert_nosync_ps, single_insert_8w_nosync_ps) =
+        single_inserts(&nosync, dim, metric, &single_vec, window).await?;
+    drop(nosync);
+    let _ = std::fs::remove_dir_all(&nosync_dir);
+    Ok([
+        single_insert_ps,
+        single_insert_8w_ps,
+        single_insert_nosync_ps,
+        single_insert_8w_nosync_ps,
+    ])
 }
 
 /// Single-record inserts for `window`, one writer then eight, each checked

@@ -90,3 +90,47 @@ fn bench_smoke_reports_every_figure() {
         "exact search without an index"
     );
 }
+
+#[test]
+fn bench_reuse_times_a_kept_database_again() {
+    let env = Env::new();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "bench",
+            "--n",
+            "3000",
+            "--dim",
+            "32",
+            "--queries",
+            "20",
+            "--single-ms",
+            "100",
+            "--index",
+            "none",
+            "--metric",
+            "cosine",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    // Nothing kept yet: a clear error, nothing created.
+    let fails = |a: &[&str]| {
+        let out = env.run(a);
+        assert!(!out.status.success(), "{a:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = fails(&args(&["--reuse"]));
+    assert!(err.contains("--keep"), "{err}");
+    let first = env.json(&args(&["--keep"]));
+    assert!(first["single_insert_ps"].as_f64().unwrap() > 0.0);
+    let again = env.json(&args(&["--reuse"]));
+    assert!(again["single_insert_ps"].is_null() && again["insert_vps"].is_null());
+    assert_eq!(again["params"]["n"], 3000);
+    // The same rows and ground truth: recall is measured on what was kept.
+    assert!(again["recall_at_k"].as_f64().unwrap() > 0.9, "{again}");
+    assert!(again["notes"].to_string().contains("reused"));
+    // Other data parameters do not match what was kept.
+    let mut other = args(&["--reuse"]);
+    other[2] = "4000";
+    assert!(fails(&other).contains("--keep"));
+}

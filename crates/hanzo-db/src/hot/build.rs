@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
+use rustc_hash::FxHashMap;
 use usearch::Index;
 
 use crate::error::{Error, Result};
 use crate::query::Projection;
 
 use super::Shared;
-use super::mem::{Layout, Mem, search_threads, usearch_err};
+use super::mem::{Layout, Mem, graph_add, graph_search, search_threads, usearch_err};
 use super::persist::{self, Expect};
-use super::table::{After, State, TableHot, apply_to, claim, row_from};
+use super::table::{After, OpLog, State, TableHot, apply_to, claim, row_from};
 
 /// Rows moved into the graph per step while folding.
 /// Rows folded per thread per step (a step holds the table's read lock).
@@ -106,6 +107,18 @@ impl Shared {
     /// Builds a table's index from a scan of one version, then replays the
     /// writes made meanwhile.
     async fn build(self: &Arc<Self>, t: Arc<TableHot>) {
+        if t.bulk.load(Ordering::Acquire) {
+            // Asked for in the middle of a bulk load: build once it pauses,
+            // from LanceDB, rather than from a log of every row meanwhile.
+            loop {
+                let seen = t.writes_seen.load(Ordering::Acquire);
+                tokio::time::sleep(BULK_PAUSE).await;
+                if self.is_closed() || t.writes_seen.load(Ordering::Acquire) == seen {
+                    break;
+                }
+            }
+            t.bulk.store(false, Ordering::Release);
+        }
         // Fix the version under the write lock: every later write is logged.
         let (generation, version) = {
             let _w = t.writes.lock().await;
@@ -118,7 +131,7 @@ impl Shared {
             };
             let generation = t.generation.fetch_add(1, Ordering::AcqRel) + 1;
             *t.state.write().expect("lock") = State::Building {
-                ops: Vec::new(),
+                ops: OpLog::default(),
                 version: None,
             };
             (generation, version)
@@ -132,14 +145,14 @@ impl Shared {
                     return;
                 }
                 let empty = State::Building {
-                    ops: Vec::new(),
+                    ops: OpLog::default(),
                     version: None,
                 };
                 let State::Building { ops, version: v } = std::mem::replace(&mut *state, empty)
                 else {
                     unreachable!("checked above")
                 };
-                for op in ops {
+                for op in ops.ops {
                     apply_to(&mut mem, op);
                 }
                 if let Some(v) = v {
@@ -200,7 +213,7 @@ impl Shared {
             layout,
             index,
             ids: HashMap::with_capacity(n),
-            rows: HashMap::with_capacity(n),
+            rows: FxHashMap::with_capacity_and_hasher(n, Default::default()),
             pending: Vec::new(),
             stragglers: Vec::new(),
             next_key: 0,
@@ -239,7 +252,8 @@ impl Shared {
                     .map_err(usearch_err)?;
             }
             let index = mem.index.clone();
-            tokio::task::spawn_blocking(move || add_parallel(&index, &work, build_threads()))
+            let own = layout.own_i8();
+            tokio::task::spawn_blocking(move || add_parallel(&index, own, &work, build_threads()))
                 .await
                 .map_err(|e| Error::engine("usearch", "hot index build", e))??;
         }
@@ -296,7 +310,7 @@ impl Shared {
     /// saves wait for the chunk), and settled under the write lock again.
     /// Its rows stay pending (searched exactly) until settled.
     fn fold_step(&self, t: &TableHot) -> Result<bool> {
-        let (index, taken, work, threads) = {
+        let (index, taken, work, threads, own) = {
             let mut state = t.state.write().expect("lock");
             let State::Hot(mem) = &mut *state else {
                 return Ok(true);
@@ -323,7 +337,7 @@ impl Shared {
                 .iter()
                 .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
                 .collect();
-            (mem.index.clone(), taken, work, threads)
+            (mem.index.clone(), taken, work, threads, mem.layout.own_i8())
         };
         let unreachable = {
             let state = t.state.read().expect("lock");
@@ -336,16 +350,16 @@ impl Shared {
             }
             let added = {
                 let _adding = t.adding.lock().unwrap_or_else(|p| p.into_inner());
-                add_parallel(&index, &work, threads)
+                add_parallel(&index, own, &work, threads)
             };
             added?;
             // HNSW can leave an outlier with no links pointing to it; such
             // rows are searched exactly from then on instead of being lost.
             let mut unreachable = Vec::new();
             for (key, v) in &work {
-                let m = index.search(v, 1).map_err(usearch_err)?;
+                let (keys, dist) = graph_search(&index, own, v, 1, None)?;
                 let reachable =
-                    m.keys.first() == Some(key) || m.distances.first().is_some_and(|d| *d <= 1e-6);
+                    keys.first() == Some(key) || dist.first().is_some_and(|d| *d <= 1e-6);
                 if !reachable {
                     unreachable.push(*key);
                 }
@@ -452,6 +466,9 @@ impl Shared {
     }
 }
 
+/// How long writes must pause before a build asked for during a bulk load starts.
+const BULK_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Threads for a first build: every core (up to 8).
 fn build_threads() -> usize {
     std::thread::available_parallelism()
@@ -467,10 +484,10 @@ fn background_threads() -> usize {
 
 /// Adds vectors to the graph from several threads (usearch allows
 /// concurrent inserts once capacity is reserved).
-fn add_parallel(index: &Index, work: &[(u64, Vec<f32>)], threads: usize) -> Result<()> {
+fn add_parallel(index: &Index, own: bool, work: &[(u64, Vec<f32>)], threads: usize) -> Result<()> {
     if threads <= 1 || work.len() < 64 {
         for (key, v) in work {
-            index.add(*key, v).map_err(usearch_err)?;
+            graph_add(index, own, *key, v)?;
         }
         return Ok(());
     }
@@ -481,7 +498,7 @@ fn add_parallel(index: &Index, work: &[(u64, Vec<f32>)], threads: usize) -> Resu
             .map(|chunk| {
                 s.spawn(move || -> Result<()> {
                     for (key, v) in chunk {
-                        index.add(*key, v).map_err(usearch_err)?;
+                        graph_add(index, own, *key, v)?;
                     }
                     Ok(())
                 })

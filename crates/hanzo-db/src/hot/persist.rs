@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{HotConfig, HotQuantization};
@@ -286,7 +287,7 @@ pub(crate) fn load(
             }
         }),
         ids: HashMap::with_capacity(header.rows as usize),
-        rows: HashMap::with_capacity(header.rows as usize),
+        rows: FxHashMap::with_capacity_and_hasher(header.rows as usize, Default::default()),
         pending: Vec::new(),
         stragglers: Vec::new(),
         next_key: header.next_key,

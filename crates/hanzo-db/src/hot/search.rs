@@ -11,7 +11,7 @@ use crate::query::{Projection, SearchHit, SearchRequest};
 use crate::record::MultimodalRecord;
 use crate::schema::{FieldType, TableSchema};
 
-use super::mem::{Mem, Row, usearch_err};
+use super::mem::{Mem, Row, graph_search};
 
 /// True when every leaf of the filter can be evaluated on the in-memory
 /// copy with exactly LanceDB's semantics. Anything else (timestamps, type
@@ -101,15 +101,14 @@ pub(crate) fn nearest(
         exact(mem, query, filter, true)
     } else {
         let want = (k * cfg.rerank_factor.max(1)).max(k);
-        let m = match filter {
-            None => mem.index.search(query, want),
-            Some(_) => mem.index.filtered_search(query, want, accept),
-        }
-        .map_err(usearch_err)?;
-        let mut found: Vec<(u64, f32)> = m
-            .keys
+        let own = mem.layout.own_i8();
+        let (keys, dist) = match filter {
+            None => graph_search(&mem.index, own, query, want, None)?,
+            Some(_) => graph_search(&mem.index, own, query, want, Some(&accept))?,
+        };
+        let mut found: Vec<(u64, f32)> = keys
             .into_iter()
-            .zip(m.distances)
+            .zip(dist)
             .filter(|(key, _)| mem.rows.contains_key(key))
             .collect();
         if filter.is_some() && found.len() < want.min(mem.rows.len()) {

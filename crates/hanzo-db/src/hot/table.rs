@@ -80,9 +80,31 @@ pub(crate) enum Op {
     Touch,
 }
 
+/// Writes made while a table's index is being built, replayed when it is.
+#[derive(Debug, Default)]
+pub(crate) struct OpLog {
+    pub ops: Vec<Op>,
+    /// Rows held by `ops` (inserted or upserted).
+    pub rows: usize,
+}
+
+impl OpLog {
+    fn push(&mut self, op: Op) {
+        if let Op::Insert(r) | Op::Upsert(r) = &op {
+            self.rows += r.len();
+        }
+        self.ops.push(op);
+    }
+}
+
+/// Rows a build's log holds at most: past this (a bulk load during the
+/// build) the log is dropped and the table is built again from LanceDB,
+/// once writes pause, instead of holding every new row in memory.
+pub(crate) const BUILD_LOG_ROWS: usize = 100_000;
+
 #[derive(Debug)]
 pub(crate) enum State {
-    Building { ops: Vec<Op>, version: Option<u64> },
+    Building { ops: OpLog, version: Option<u64> },
     Hot(Box<Mem>),
     Lance { reason: String },
 }
@@ -106,6 +128,10 @@ pub(crate) struct TableHot {
     pub adding: std::sync::Mutex<()>,
     pub hot_searches: AtomicU64,
     pub lance_searches: AtomicU64,
+    /// Writes applied so far (a build after a bulk load waits for a pause).
+    pub writes_seen: AtomicU64,
+    /// Set when a rebuild was asked for in the middle of a bulk load.
+    pub bulk: AtomicBool,
 }
 
 /// What a caller must do after applying a write.
@@ -129,18 +155,21 @@ impl TableHot {
             adding: std::sync::Mutex::new(()),
             hot_searches: AtomicU64::new(0),
             lance_searches: AtomicU64::new(0),
+            writes_seen: AtomicU64::new(0),
+            bulk: AtomicBool::new(false),
         }
     }
 
     /// Applies a committed write at `version` (when known).
     pub fn apply(&self, op: Op, version: Option<u64>, cfg: &HotConfig) -> After {
         let mut state = self.state.write().expect("lock");
+        self.writes_seen.fetch_add(1, Ordering::AcqRel);
         let unevaluable = matches!(&op, Op::DeleteWhere(f) if !evaluable(f, &self.schema));
         match &mut *state {
             State::Lance { .. } => After::default(),
             State::Building { .. } if unevaluable => {
                 *state = State::Building {
-                    ops: Vec::new(),
+                    ops: OpLog::default(),
                     version: None,
                 };
                 After {
@@ -153,11 +182,24 @@ impl TableHot {
                 if version.is_some() {
                     *v = version;
                 }
-                After::default()
+                if ops.rows <= BUILD_LOG_ROWS {
+                    return After::default();
+                }
+                *state = State::Building {
+                    ops: OpLog::default(),
+                    version: None,
+                };
+                // Every logged write is in LanceDB; a build already waiting
+                // for the load to pause will read them there.
+                let waiting = self.bulk.swap(true, Ordering::AcqRel);
+                After {
+                    rebuild: !waiting,
+                    ..After::default()
+                }
             }
             State::Hot(_) if unevaluable => {
                 *state = State::Building {
-                    ops: Vec::new(),
+                    ops: OpLog::default(),
                     version: None,
                 };
                 After {
@@ -178,8 +220,9 @@ impl TableHot {
                     } else {
                         // Over the budget: build again, keeping fewer bytes
                         // per row, or hand the table to LanceDB.
+                        self.bulk.store(true, Ordering::Release);
                         *state = State::Building {
-                            ops: Vec::new(),
+                            ops: OpLog::default(),
                             version: None,
                         };
                         return After {
@@ -206,12 +249,22 @@ impl TableHot {
             return After::default();
         }
         *state = State::Building {
-            ops: Vec::new(),
+            ops: OpLog::default(),
             version: None,
         };
         After {
             rebuild: true,
             ..After::default()
+        }
+    }
+
+    /// True when the table is served by LanceDB, or hot with every written
+    /// row in the graph and no fold running. O(1).
+    pub fn settled(&self) -> bool {
+        match &*self.state.read().expect("lock") {
+            State::Lance { .. } => true,
+            State::Hot(mem) => mem.pending.is_empty() && !self.folding.load(Ordering::Acquire),
+            State::Building { .. } => false,
         }
     }
 
