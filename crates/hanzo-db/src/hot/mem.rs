@@ -29,6 +29,11 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// Bytes this row costs: payload and full-precision vector.
+    pub fn bytes(&self) -> u64 {
+        self.payload_bytes() + self.vector.len() as u64 * 4
+    }
+
     /// Bytes this row costs besides its vectors (a rough, conservative estimate).
     pub fn payload_bytes(&self) -> u64 {
         let meta: usize = self
@@ -61,6 +66,20 @@ impl Keys {
         match self {
             Keys::One(k) => std::slice::from_ref(k),
             Keys::Many(v) => v,
+        }
+    }
+}
+
+/// Maps `id` to `key` as well.
+pub(crate) fn add_key(ids: &mut HashMap<String, Keys>, id: &str, key: u64) {
+    match ids.get_mut(id) {
+        None => {
+            ids.insert(id.to_string(), Keys::One(key));
+        }
+        Some(slot) => {
+            let mut keys = slot.as_slice().to_vec();
+            keys.push(key);
+            *slot = Keys::Many(keys);
         }
     }
 }
@@ -318,17 +337,8 @@ impl Mem {
 
     /// Records a row under a known key (no graph change).
     pub fn insert_loaded(&mut self, key: u64, row: Row) {
-        self.row_bytes += row.payload_bytes() + row.vector.len() as u64 * 4;
-        match self.ids.get_mut(&row.id) {
-            None => {
-                self.ids.insert(row.id.clone(), Keys::One(key));
-            }
-            Some(slot) => {
-                let mut keys = slot.as_slice().to_vec();
-                keys.push(key);
-                *slot = Keys::Many(keys);
-            }
-        }
+        self.row_bytes += row.bytes();
+        add_key(&mut self.ids, &row.id, key);
         self.rows.insert(key, row);
     }
 
@@ -339,9 +349,7 @@ impl Mem {
         };
         for &key in keys.as_slice() {
             if let Some(row) = self.rows.remove(&key) {
-                self.row_bytes = self
-                    .row_bytes
-                    .saturating_sub(row.payload_bytes() + row.vector.len() as u64 * 4);
+                self.row_bytes = self.row_bytes.saturating_sub(row.bytes());
             }
             if self.index.contains(key) {
                 // A soft delete in usearch; the slot is reused by later adds.

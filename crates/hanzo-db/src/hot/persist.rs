@@ -28,7 +28,7 @@ use crate::schema::DistanceMetric;
 use crate::security::format::{self, Algorithm, ChunkSize, Encryptor};
 use crate::security::store::KeySource;
 
-use super::mem::{Budget, Layout, Mem, Row, search_threads, usearch_err};
+use super::mem::{Budget, Keys, Layout, Mem, Row, add_key, search_threads, usearch_err};
 
 const MAGIC: &[u8; 7] = b"HZHOT1\n";
 
@@ -276,18 +276,46 @@ pub(crate) fn load(
     if !want.budget.try_take(reserve) {
         return Ok(None);
     }
-    let index = layout.new_index(want.cfg, 0);
+    // The graph is the file's last `index_len` bytes: usearch loads it on
+    // one thread while this one decodes the rows (two halves of a reopen).
+    let idx_at = plain
+        .len()
+        .checked_sub(header.index_len as usize)
+        .filter(|&at| at >= r.at)
+        .ok_or_else(|| damaged("it ends early"))?;
+    let index_bytes = &plain[idx_at..];
+    r.data = &plain[..idx_at];
+    let cfg = want.cfg;
+    let (index, rows) = std::thread::scope(|s| {
+        let loader = s.spawn(move || -> Result<usearch::Index> {
+            let index = layout.new_index(cfg, 0)?;
+            index.load_from_buffer(index_bytes).map_err(usearch_err)?;
+            let cap = (index.size() + index.size() / 4).max(1024);
+            index
+                .reserve_capacity_and_threads(cap, search_threads())
+                .map_err(usearch_err)?;
+            index.change_expansion_add(cfg.expansion_add);
+            index.change_expansion_search(cfg.expansion_search);
+            Ok(index)
+        });
+        let rows = read_rows(&mut r, header.rows);
+        let index = loader
+            .join()
+            .unwrap_or_else(|_| Err(damaged("the graph could not be loaded")));
+        (index, rows)
+    });
+    let (index, (ids, rows, row_bytes)) = match (index, rows) {
+        (Ok(i), Ok(r)) => (i, r),
+        (Err(e), _) | (_, Err(e)) => {
+            want.budget.give_back(reserve);
+            return Err(e);
+        }
+    };
     let mut mem = Mem {
         layout,
-        index: Arc::new(match index {
-            Ok(i) => i,
-            Err(e) => {
-                want.budget.give_back(reserve);
-                return Err(e);
-            }
-        }),
-        ids: HashMap::with_capacity(header.rows as usize),
-        rows: FxHashMap::with_capacity_and_hasher(header.rows as usize, Default::default()),
+        index: Arc::new(index),
+        ids,
+        rows,
         pending: Vec::new(),
         stragglers: Vec::new(),
         next_key: header.next_key,
@@ -295,43 +323,9 @@ pub(crate) fn load(
         from_disk: true,
         dirty: 0,
         reserved: reserve,
-        row_bytes: 0,
+        row_bytes,
         budget: want.budget.clone(),
     };
-    for _ in 0..header.rows {
-        let key = r.u64()?;
-        let n = r.u32()? as usize;
-        let id = r.string(n)?;
-        let t = r.u32()? as usize;
-        let text = if t == 0 { None } else { Some(r.string(t - 1)?) };
-        let m = r.u32()? as usize;
-        let meta = serde_json::from_slice(r.take(m)?).map_err(|_| damaged("bad metadata"))?;
-        let v = r.u32()? as usize;
-        let bytes = r.take(v * 4)?;
-        let vector = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        mem.insert_loaded(
-            key,
-            Row {
-                id,
-                text,
-                meta,
-                vector,
-            },
-        );
-    }
-    let index_bytes = r.take(header.index_len as usize)?;
-    mem.index
-        .load_from_buffer(index_bytes)
-        .map_err(usearch_err)?;
-    let cap = (mem.index.size() + mem.index.size() / 4).max(1024);
-    mem.index
-        .reserve_capacity_and_threads(cap, search_threads())
-        .map_err(usearch_err)?;
-    mem.index.change_expansion_add(want.cfg.expansion_add);
-    mem.index.change_expansion_search(want.cfg.expansion_search);
     // Rows saved before they reached the graph are pending again.
     let mut pending: Vec<u64> = mem
         .rows
@@ -342,6 +336,47 @@ pub(crate) fn load(
     pending.sort_unstable();
     mem.pending = pending;
     Ok(Some(mem))
+}
+
+type Rows = (
+    HashMap<String, Keys>,
+    FxHashMap<u64, Row>,
+    u64,
+);
+
+/// Decodes `n` saved rows: the id map, the rows by key, and their bytes.
+fn read_rows(r: &mut Reader<'_>, n: u64) -> Result<Rows> {
+    let mut ids: HashMap<String, Keys> = HashMap::with_capacity(n as usize);
+    let mut rows = FxHashMap::with_capacity_and_hasher(n as usize, Default::default());
+    let mut bytes = 0u64;
+    for _ in 0..n {
+        let key = r.u64()?;
+        let len = r.u32()? as usize;
+        let id = r.string(len)?;
+        let t = r.u32()? as usize;
+        let text = if t == 0 { None } else { Some(r.string(t - 1)?) };
+        let m = r.u32()? as usize;
+        let meta = serde_json::from_slice(r.take(m)?).map_err(|_| damaged("bad metadata"))?;
+        let v = r.u32()? as usize;
+        let vector = r
+            .take(v * 4)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let row = Row {
+            id,
+            text,
+            meta,
+            vector,
+        };
+        bytes += row.bytes();
+        add_key(&mut ids, &row.id, key);
+        rows.insert(key, row);
+    }
+    if r.at != r.data.len() {
+        return Err(damaged("rows do not end where the graph starts"));
+    }
+    Ok((ids, rows, bytes))
 }
 
 fn drop_early_if_wrong(plain: &[u8]) -> Result<()> {
