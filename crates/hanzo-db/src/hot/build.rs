@@ -188,11 +188,17 @@ impl Shared {
     ) -> Result<Option<Mem>> {
         let n = self.inner.count(&t.name, None).await? as usize;
         let mut layout = self.layout_for(t);
-        let slack = (1u64 << 20) + n as u64 / 8 * layout.row_bytes(self.cfg.connectivity);
-        let mut reserve = n as u64 * layout.row_bytes(self.cfg.connectivity) + slack;
+        // Room for an eighth more rows, at the layout's own cost per row.
+        let need = |l: &Layout| {
+            let per = l.row_bytes(self.cfg.connectivity);
+            n as u64 * per + (1u64 << 20) + n as u64 / 8 * per
+        };
+        let mut reserve = need(&layout);
         if !self.budget.try_take(reserve) {
             layout.keep_f32 = false;
-            let want = n as u64 * layout.row_bytes(self.cfg.connectivity) + slack;
+            // (The slack is the smaller layout's too: with the full-precision
+            // layout's, 1M × 768 rows were refused a budget they fit.)
+            let want = need(&layout);
             if !self.budget.try_take(want) {
                 return Err(Error::InvalidArgument(format!(
                     "{n} rows need about {want} bytes in memory; the hot index budget is {} bytes ({} in use)",

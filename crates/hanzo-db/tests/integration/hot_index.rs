@@ -479,6 +479,35 @@ async fn a_table_over_the_budget_is_served_by_lance() {
     );
 }
 
+/// Full precision does not fit, quantised alone does: the table stays hot
+/// without re-ranking (its slack is the quantised layout's, not the full one's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_fits_only_quantised_stays_hot() {
+    let t = temp(HotConfig {
+        memory_budget_bytes: 5_000_000,
+        ..graph_always()
+    })
+    .await;
+    let schema = TableSchema::new(256).metric(DistanceMetric::Cosine);
+    t.db.create_table("q", schema).await.unwrap();
+    let vs = random_vectors(5000, 256, 9);
+    t.db.insert(
+        "q",
+        vs.iter()
+            .enumerate()
+            .map(|(i, v)| MultimodalRecord::new(format!("r{i}"), v.clone()))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let s = ready(&t.db, "q").await;
+    assert_eq!(s.serving, HotPath::Hot, "{s:?}");
+    assert!(!s.rerank, "{s:?}");
+    assert_eq!(s.quantization.as_deref(), Some("i8"));
+    let hits = t.db.vector_search("q", &vs[17], 3).await.unwrap();
+    assert_eq!(hits[0].record.id, "r17");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hot_index_can_be_turned_off() {
     let t = temp(HotConfig {
