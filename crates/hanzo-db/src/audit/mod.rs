@@ -39,10 +39,16 @@
 //! database is reopened: nothing is served unrecorded.
 
 mod batch;
+#[cfg(test)]
+mod compat;
+#[cfg(test)]
+mod cost;
 mod decorator;
 pub mod format;
 mod log;
 mod recover;
+#[cfg(test)]
+mod testing;
 mod verify;
 
 pub use decorator::Audited;
