@@ -1,16 +1,15 @@
 //! Queued entries and their encoding, on the appending side: an entry's
-//! JSON is written straight from its borrowed fields (no `AuditEntry`, no
-//! `serde_json::Value`), its time and `prev` are formatted on the stack,
-//! and every buffer is kept from one batch to the next. The bytes are those
-//! `serde_json` writes for an [`AuditEntry`] with the same fields (see the
-//! tests): the format does not change.
+//! JSON is written straight from its fields (no `AuditEntry`, no
+//! `serde_json::Value` but an event's own shape), its time and `prev` are
+//! formatted on the stack, and every buffer is kept from one batch to the
+//! next. The bytes are those `serde_json` writes for an [`AuditEntry`] with
+//! the same fields (see the tests): the format does not change.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use super::format::{EntryKeys, Nonces, seal_into};
-use super::read::{Read, ReadShape};
+use super::json::Obj;
+use super::read::Read;
 use super::{Event, Outcome};
 
 /// An entry to append: an [`Event`] recorded at once, or a queued read.
@@ -46,68 +45,58 @@ impl Pending {
     }
 }
 
-/// [`AuditEntry`](super::AuditEntry)'s fields, in its order, borrowed.
-#[derive(Serialize)]
-struct Body<'a> {
-    seq: u64,
-    time: &'a str,
-    prev: &'a str,
-    principal: Option<&'a str>,
-    op: &'a str,
-    table: Option<&'a str>,
-    outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rows: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    begin: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shape: Option<Shape<'a>>,
-    pid: u32,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Shape<'a> {
-    Json(&'a serde_json::Value),
-    Read(&'a ReadShape),
-}
-
-fn body<'a>(entry: &'a Queued, seq: u64, time: &'a str, prev: &'a str, pid: u32) -> Body<'a> {
+/// Writes the JSON of `entry` as entry `seq`: [`AuditEntry`](super::AuditEntry)'s
+/// fields in its order, those it skips when empty skipped.
+fn write_body(out: &mut Vec<u8>, entry: &Queued, seq: u64, time: &str, prev: &str, pid: u32) {
+    let mut o = Obj::new(out);
+    o.u64("seq", seq).str("time", time).str("prev", prev);
+    let (error, rows, version, begin) = match entry {
+        Queued::Event(e) => {
+            o.opt_str("principal", e.principal.as_deref())
+                .str("op", &e.op)
+                .opt_str("table", e.table.as_deref())
+                .str("outcome", outcome_name(e.outcome.unwrap_or(Outcome::Ok)));
+            (e.error.as_deref(), e.rows, e.version, e.begin)
+        }
+        Queued::Read(r) => {
+            o.opt_str("principal", r.principal.as_deref())
+                .str("op", r.op)
+                .opt_str("table", r.table.as_deref())
+                .str("outcome", outcome_name(r.outcome));
+            (r.error.as_deref(), r.rows, None, None)
+        }
+    };
+    if let Some(error) = error {
+        o.str("error", error);
+    }
+    for (key, v) in [("rows", rows), ("version", version), ("begin", begin)] {
+        if let Some(v) = v {
+            o.u64(key, v);
+        }
+    }
     match entry {
-        Queued::Event(e) => Body {
-            seq,
-            time,
-            prev,
-            principal: e.principal.as_deref(),
-            op: &e.op,
-            table: e.table.as_deref(),
-            outcome: e.outcome.unwrap_or(Outcome::Ok),
-            error: e.error.as_deref(),
-            rows: e.rows,
-            version: e.version,
-            begin: e.begin,
-            shape: e.shape.as_ref().map(Shape::Json),
-            pid,
-        },
-        Queued::Read(r) => Body {
-            seq,
-            time,
-            prev,
-            principal: r.principal.as_deref(),
-            op: r.op,
-            table: r.table.as_deref(),
-            outcome: r.outcome,
-            error: r.error.as_deref(),
-            rows: r.rows,
-            version: None,
-            begin: None,
-            shape: (!r.shape.is_none()).then_some(Shape::Read(&r.shape)),
-            pid,
-        },
+        Queued::Event(Event {
+            shape: Some(shape), ..
+        }) => {
+            o.with("shape", |out| {
+                serde_json::to_writer(out, shape).expect("a JSON value serializes")
+            });
+        }
+        Queued::Read(r) if !r.shape.is_none() => {
+            o.with("shape", |out| r.shape.write_json(out));
+        }
+        _ => {}
+    }
+    o.u64("pid", u64::from(pid)).end();
+}
+
+/// As `serde` writes [`Outcome`].
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Begin => "begin",
+        Outcome::Ok => "ok",
+        Outcome::Denied => "denied",
+        Outcome::Error => "error",
     }
 }
 
@@ -140,8 +129,7 @@ impl Scratch {
         let prev = std::str::from_utf8(&hex).expect("hex is ASCII");
         write_time(*time, &mut self.time);
         self.body.clear();
-        serde_json::to_writer(&mut self.body, &body(entry, seq, &self.time, prev, pid))
-            .expect("entry serializes");
+        write_body(&mut self.body, entry, seq, &self.time, prev, pid);
         let nonce = self.nonces.next();
         seal_into(&mut self.frames, key_id, k, segment, nonce, &self.body)
     }
@@ -203,6 +191,8 @@ mod tests {
     use super::*;
     use crate::audit::AuditEntry;
     use crate::audit::format::{AuditKeys, FrameRead, open_frame};
+    use crate::audit::read::ReadShape;
+    use crate::audit::read::tests::shape_json;
     use crate::query::SearchRequest;
 
     fn chrono_time(t: SystemTime) -> String {
@@ -281,7 +271,7 @@ mod tests {
     fn an_events_body_is_the_bytes_of_its_audit_entry() {
         let time = UNIX_EPOCH + Duration::from_millis(1_767_225_600_123);
         let prev = [0xab; 32];
-        let mut e = Event::new(Some("ann"), "insert", Some("docs"));
+        let mut e = Event::new(Some("a\"n\n\u{1}é"), "insert", Some("do\\cs"));
         e.outcome = Some(Outcome::Error);
         e.error = Some("TableNotFound".into());
         (e.rows, e.version, e.begin) = (Some(3), Some(9), Some(40));
@@ -316,7 +306,7 @@ mod tests {
         let got = sealed_body(Queued::Read(read), time, &prev);
         let mut e = Event::new(Some("ann"), "search", Some("docs")).result(&Ok(()));
         e.rows = Some(10);
-        e.shape = Some(serde_json::to_value(ReadShape::search("vector", &req)).unwrap());
+        e.shape = Some(shape_json(&ReadShape::search("vector", &req)));
         let want: AuditEntry =
             serde_json::from_slice(&before(&e, 41, "2026-01-01T00:00:00.123Z", &prev, 77)).unwrap();
         assert_eq!(serde_json::from_slice::<AuditEntry>(&got).unwrap(), want);

@@ -46,6 +46,7 @@ mod cost;
 mod decorator;
 mod encode;
 pub mod format;
+mod json;
 mod log;
 mod read;
 mod recover;
