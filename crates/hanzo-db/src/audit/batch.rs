@@ -16,27 +16,15 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
-use super::format::{Head, seal};
+use super::Event;
+use super::encode::{Pending, Queued};
+use super::format::Head;
 use super::log::{AuditLog, Core, Locked, State, io, segment_path};
-use super::{AuditEntry, Event, Outcome};
 use crate::error::{Error, Result};
 
-/// An entry waiting to be appended, with the time it was recorded.
-pub(super) struct Pending {
-    time: DateTime<Utc>,
-    event: Event,
-}
-
-impl Pending {
-    fn now(event: Event) -> Self {
-        Self {
-            time: Utc::now(),
-            event,
-        }
-    }
-}
+/// Frames buffer capacity kept between batches (a full queue's frames
+/// take about 2 MiB).
+const KEEP_FRAMES: usize = 4 << 20;
 
 impl Core {
     /// Fails once an append or fsync has failed (see [`AuditLog::check`]).
@@ -68,13 +56,15 @@ impl Core {
     }
 
     /// Queues a read's entry; appends the queue at once if it is full.
-    pub(super) fn enqueue(&self, event: Event) -> Result<()> {
+    /// Nothing else happens on the caller's thread: no formatting, no
+    /// wake-up of the flusher (it runs on its own tick).
+    pub(super) fn enqueue(&self, entry: Queued) -> Result<()> {
         self.check()?;
         let full = {
             let mut q = self.queue.lock().expect("lock");
             // The time is taken under the queue lock, so that queue order
             // is time order.
-            q.push(Pending::now(event));
+            q.push(Pending::now(entry));
             q.len() >= self.config.queue_entries.max(1)
         };
         if full {
@@ -106,7 +96,7 @@ impl Core {
     /// before `f` makes the log fail from then on.
     pub(super) fn with_drained<T>(
         &self,
-        own: Option<Event>,
+        own: Option<Queued>,
         f: impl FnOnce(&mut State, Option<u64>) -> Result<T>,
     ) -> Result<T> {
         let mut st = self.state.lock().expect("lock");
@@ -116,17 +106,23 @@ impl Core {
         f(&mut st, seq)
     }
 
-    fn drain_locked(&self, st: &mut State, own: Option<Event>) -> Result<Option<u64>> {
+    fn drain_locked(&self, st: &mut State, own: Option<Queued>) -> Result<Option<u64>> {
         self.catch_up(st)?;
         let has_own = own.is_some();
-        let batch = {
+        // The queue's vector and the spare one change places: neither is
+        // allocated or grown again once both have reached the batch size.
+        let mut batch = std::mem::take(&mut st.scratch.spare);
+        {
             let mut q = self.queue.lock().expect("lock");
-            if let Some(event) = own {
-                q.push(Pending::now(event));
+            if let Some(entry) = own {
+                q.push(Pending::now(entry));
             }
-            std::mem::take(&mut *q)
-        };
-        let last = self.write_batch(st, batch)?;
+            std::mem::swap(&mut *q, &mut batch);
+        }
+        let last = self.write_batch(st, &mut batch);
+        batch.clear();
+        st.scratch.spare = batch;
+        let last = last?;
         // Rolled after the batch, not before: the new anchor's time then
         // follows every queued entry's.
         if st.offset >= self.config.segment_bytes {
@@ -138,45 +134,36 @@ impl Core {
     /// Seals `batch` in order into one buffer and appends it with one
     /// write; returns the last `seq` written. On failure the segment is cut
     /// back to its last whole entry and `st` is left as it was.
-    fn write_batch(&self, st: &mut State, batch: Vec<Pending>) -> Result<Option<u64>> {
+    fn write_batch(&self, st: &mut State, batch: &mut Vec<Pending>) -> Result<Option<u64>> {
         if batch.is_empty() {
             return Ok(None);
         }
         let pid = std::process::id();
+        let (key_id, k) = self.keys.current();
         let (mut next, mut last) = (st.next_seq, st.last);
-        let mut buf = Vec::with_capacity(batch.len() * 512);
-        for Pending { time, event: ev } in batch {
-            let entry = AuditEntry {
-                seq: next,
-                time: time.to_rfc3339_opts(SecondsFormat::Millis, true),
-                prev: hex::encode(last.hash),
-                principal: ev.principal,
-                op: ev.op,
-                table: ev.table,
-                outcome: ev.outcome.unwrap_or(Outcome::Ok),
-                error: ev.error,
-                rows: ev.rows,
-                version: ev.version,
-                begin: ev.begin,
-                shape: ev.shape,
-                pid,
-            };
-            let body = serde_json::to_vec(&entry).expect("entry serializes");
-            let (frame, hash) = seal(&self.keys, st.segment, &body);
-            buf.extend_from_slice(&frame);
+        let segment = st.segment;
+        let scratch = &mut st.scratch;
+        scratch.frames.clear();
+        for pending in batch.drain(..) {
+            let hash = scratch.seal((&key_id, &k), segment, next, &last.hash, &pending, pid);
             last = Head {
                 seq: next,
-                segment: st.segment,
+                segment,
                 hash,
             };
             next += 1;
         }
-        if let Err(e) = (&*st.file).write_all(&buf) {
+        let written = (&*st.file).write_all(&st.scratch.frames);
+        let len = st.scratch.frames.len() as u64;
+        if st.scratch.frames.capacity() > KEEP_FRAMES {
+            st.scratch.frames = Vec::new();
+        }
+        if let Err(e) = written {
             // Leave no partial frame behind for the next append to follow.
             let _ = st.file.set_len(st.offset);
             return Err(io(&segment_path(&self.dir, st.segment))(e));
         }
-        st.offset += buf.len() as u64;
+        st.offset += len;
         st.next_seq = next;
         st.last = last;
         Ok(Some(last.seq))
@@ -184,7 +171,8 @@ impl Core {
 
     /// Appends one entry now (caller holds both locks).
     pub(super) fn write_entry(&self, st: &mut State, event: Event) -> Result<u64> {
-        let seq = self.write_batch(st, vec![Pending::now(event)])?;
+        let mut one = vec![Pending::now(Queued::Event(event))];
+        let seq = self.write_batch(st, &mut one)?;
         Ok(seq.expect("one entry was written"))
     }
 }
@@ -241,6 +229,7 @@ mod tests {
     use std::fs::File;
     use std::sync::Arc;
 
+    use super::super::encode::Queued;
     use super::super::format::AuditKeys;
     use super::super::log::{AuditLog, segment_path};
     use super::super::{AuditConfig, Event};
@@ -260,8 +249,8 @@ mod tests {
         AuditLog::open(dir, AuditKeys::local(&[7; 32]), config).unwrap()
     }
 
-    fn read() -> Event {
-        Event::new(None, "search", Some("t"))
+    fn read() -> Queued {
+        Queued::Event(Event::new(None, "search", Some("t")))
     }
 
     #[test]
@@ -277,7 +266,7 @@ mod tests {
         log.core.state.lock().unwrap().file = Arc::new(File::open(&path).unwrap());
         log.core.enqueue(read()).unwrap();
         let mut write = Event::new(None, "insert", Some("t"));
-        write.outcome = Some(super::Outcome::Begin);
+        write.outcome = Some(super::super::Outcome::Begin);
         let err = log.record(write).unwrap_err();
         assert!(
             matches!(&err, Error::AuditLogFailed { path: p, .. } if p.ends_with("00000001.hal")),

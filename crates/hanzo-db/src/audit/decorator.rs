@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::json;
 
+use super::read::{Read, ReadShape};
 use super::{AuditLog, Event, Outcome, filter_shape};
 use crate::backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 use crate::error::Result;
@@ -26,7 +27,8 @@ pub type AuditCell = Arc<OnceLock<Arc<AuditLog>>>;
 /// principal it acts for. Writes get a `begin` entry before they start and
 /// an outcome entry (fsync'd) before they return; reads get one entry,
 /// queued before their result is returned and appended within
-/// `sync_interval_ms` (see [`AuditLog::record_read`]). Once the log cannot
+/// `sync_interval_ms` (see [`AuditLog::record_read`]). A read queues its
+/// typed facts (no JSON is built on the caller's thread). Once the log cannot
 /// be written, every later read and write fails (reads rather than return
 /// unrecorded data; writes are not started) until the database is
 /// reopened; a write that already took effect is never undone because of
@@ -36,7 +38,7 @@ pub type AuditCell = Arc<OnceLock<Arc<AuditLog>>>;
 pub struct Audited {
     inner: Arc<dyn VectorDatabase>,
     log: AuditCell,
-    principal: Option<String>,
+    principal: Option<Arc<str>>,
 }
 
 impl Audited {
@@ -45,7 +47,7 @@ impl Audited {
         Self {
             inner,
             log,
-            principal,
+            principal: principal.map(Arc::from),
         }
     }
 
@@ -54,11 +56,12 @@ impl Audited {
     }
 
     /// One entry after a read (queued, see [`AuditLog::record_read`]).
+    /// `shape` is only called while auditing is on.
     async fn read<T, F>(
         &self,
-        op: &str,
+        op: &'static str,
         table: Option<&str>,
-        shape: Option<serde_json::Value>,
+        shape: impl FnOnce() -> ReadShape,
         fut: F,
         rows: impl FnOnce(&T) -> Option<u64>,
     ) -> Result<T>
@@ -70,12 +73,11 @@ impl Audited {
         }
         let r = fut.await;
         let Some(log) = self.log.get() else { return r };
-        let mut ev = self.event(op, table).result(&r);
-        ev.shape = shape;
+        let mut read = Read::new(self.principal.as_ref(), op, table, shape(), &r);
         if let Ok(v) = &r {
-            ev.rows = rows(v);
+            read.rows = rows(v);
         }
-        log.record_read(ev).await?;
+        log.record_read_facts(read).await?;
         r
     }
 
@@ -113,22 +115,6 @@ impl Audited {
         }
         r
     }
-}
-
-fn search_shape(kind: &str, r: &SearchRequest) -> serde_json::Value {
-    json!({
-        "kind": kind,
-        "k": r.k,
-        "vector_dim": r.vector.as_ref().map(Vec::len),
-        "text": r.text.is_some(),
-        "filter": r.filter.as_ref().map(filter_shape),
-        "filter_mode": r.filter_mode,
-        "nprobes": r.nprobes,
-        "refine_factor": r.refine_factor,
-        "version": r.version,
-        "vector_returned": r.projection.vector,
-        "blobs_returned": r.projection.blobs,
-    })
 }
 
 fn selector_shape(s: &DeleteSelector) -> serde_json::Value {
@@ -180,7 +166,7 @@ impl VectorDatabase for Audited {
         self.read(
             "describe",
             Some(name),
-            None,
+            || ReadShape::None,
             self.inner.table_schema(name),
             |_| None,
         )
@@ -188,8 +174,14 @@ impl VectorDatabase for Audited {
     }
 
     async fn list_tables(&self) -> Result<Vec<String>> {
-        self.read("list_tables", None, None, self.inner.list_tables(), len)
-            .await
+        self.read(
+            "list_tables",
+            None,
+            || ReadShape::None,
+            self.inner.list_tables(),
+            len,
+        )
+        .await
     }
 
     async fn drop_table(&self, name: &str) -> Result<()> {
@@ -256,11 +248,10 @@ impl VectorDatabase for Audited {
         projection: &Projection,
         version: Option<u64>,
     ) -> Result<Vec<MultimodalRecord>> {
-        let shape = json!({"ids": ids.len(), "version": version, "vector_returned": projection.vector, "blobs_returned": projection.blobs});
         self.read(
             "get",
             Some(table),
-            Some(shape),
+            || ReadShape::get(ids.len(), projection, version),
             self.inner.get(table, ids, projection, version),
             len,
         )
@@ -273,12 +264,11 @@ impl VectorDatabase for Audited {
         projection: &Projection,
         version: Option<u64>,
     ) -> Result<RecordStream> {
-        let shape = json!({"version": version, "vector_returned": projection.vector, "blobs_returned": projection.blobs});
         let r = self
             .read(
                 "scan",
                 Some(table),
-                Some(shape),
+                || ReadShape::scan(projection, version),
                 self.inner.scan(table, projection, version),
                 |_| None,
             )
@@ -287,11 +277,10 @@ impl VectorDatabase for Audited {
     }
 
     async fn count(&self, table: &str, filter: Option<&Filter>) -> Result<u64> {
-        let shape = json!({"filter": filter.map(filter_shape)});
         self.read(
             "count",
             Some(table),
-            Some(shape),
+            || ReadShape::count(filter),
             self.inner.count(table, filter),
             |n| Some(*n),
         )
@@ -302,7 +291,7 @@ impl VectorDatabase for Audited {
         self.read(
             "search",
             Some(table),
-            Some(search_shape("vector", request)),
+            || ReadShape::search("vector", request),
             self.inner.vector_search(table, request),
             len,
         )
@@ -313,7 +302,7 @@ impl VectorDatabase for Audited {
         self.read(
             "search",
             Some(table),
-            Some(search_shape("text", request)),
+            || ReadShape::search("text", request),
             self.inner.text_search(table, request),
             len,
         )
@@ -329,7 +318,7 @@ impl VectorDatabase for Audited {
         self.read(
             "search",
             Some(table),
-            Some(search_shape(kind, request)),
+            || ReadShape::search(kind, request),
             self.inner.hybrid_search(table, request),
             len,
         )
@@ -351,7 +340,7 @@ impl VectorDatabase for Audited {
         self.read(
             "list_indexes",
             Some(table),
-            None,
+            || ReadShape::None,
             self.inner.list_indexes(table),
             len,
         )
@@ -362,7 +351,7 @@ impl VectorDatabase for Audited {
         self.read(
             "stats",
             Some(table),
-            None,
+            || ReadShape::None,
             self.inner.table_stats(table),
             |s| Some(s.rows),
         )
@@ -373,7 +362,7 @@ impl VectorDatabase for Audited {
         self.read(
             "version",
             Some(table),
-            None,
+            || ReadShape::None,
             self.inner.version(table),
             |_| None,
         )
@@ -384,7 +373,7 @@ impl VectorDatabase for Audited {
         self.read(
             "list_versions",
             Some(table),
-            None,
+            || ReadShape::None,
             self.inner.list_versions(table),
             len,
         )
@@ -417,7 +406,7 @@ impl VectorDatabase for Audited {
         self.read(
             "tag_version",
             Some(table),
-            None,
+            || ReadShape::None,
             self.inner.tag_version(table, tag),
             |_| None,
         )

@@ -18,10 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use rand::rngs::OsRng;
-use sha2::{Digest, Sha256};
+use ring::{digest, hmac};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::security::format::RingAes;
@@ -42,7 +42,7 @@ const SALT: &[u8] = b"hanzo-db/audit/v1";
 /// The two keys of one data key: encryption and MAC.
 pub struct EntryKeys {
     aead: RingAes,
-    mac: Zeroizing<[u8; 32]>,
+    mac: RingHmac,
 }
 
 impl std::fmt::Debug for EntryKeys {
@@ -61,22 +61,37 @@ impl EntryKeys {
         hk.expand(b"mac", mac.as_mut()).expect("32 bytes");
         Self {
             aead: RingAes::new(&enc),
-            mac,
+            mac: RingHmac::new(&mac),
         }
     }
 
     /// HMAC-SHA256 of `data` under the MAC key.
     pub fn mac(&self, data: &[u8]) -> [u8; 32] {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.mac.as_ref()).expect("any length");
-        m.update(data);
-        m.finalize().into_bytes().into()
+        let tag = hmac::sign(&self.mac.0, data);
+        tag.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes")
     }
 
     /// Constant-time check of a MAC.
     pub fn mac_ok(&self, data: &[u8], tag: &[u8]) -> bool {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.mac.as_ref()).expect("any length");
-        m.update(data);
-        m.verify_slice(tag).is_ok()
+        hmac::verify(&self.mac.0, data, tag).is_ok()
+    }
+}
+
+/// A `ring` HMAC-SHA256 key: the key's inner and outer pad states,
+/// computed once (an entry's MAC then costs its own blocks only), in one
+/// heap allocation overwritten on drop like [`RingAes`]'s.
+struct RingHmac(Box<hmac::Key>);
+
+impl RingHmac {
+    fn new(key: &[u8; 32]) -> Self {
+        Self(Box::new(hmac::Key::new(hmac::HMAC_SHA256, key)))
+    }
+}
+
+impl Drop for RingHmac {
+    fn drop(&mut self) {
+        *self.0 = hmac::Key::new(hmac::HMAC_SHA256, &[0u8; 32]);
+        std::hint::black_box(&*self.0);
     }
 }
 
@@ -148,7 +163,8 @@ fn aad(key_id: &[u8; 16], segment: u32) -> [u8; 24] {
 
 /// SHA-256 of an entry's plaintext (`body || mac`): what the next entry's `prev` names.
 pub fn entry_hash(plaintext: &[u8]) -> [u8; 32] {
-    Sha256::digest(plaintext).into()
+    let d = digest::digest(&digest::SHA256, plaintext);
+    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
 /// Seals `body` (the entry's JSON) into a frame of `segment`. Returns the
@@ -165,11 +181,70 @@ pub fn seal_with(
     segment: u32,
     body: &[u8],
 ) -> (Vec<u8>, [u8; 32]) {
-    let mut plain = Vec::with_capacity(body.len() + MAC_LEN + TAG_LEN);
-    plain.extend_from_slice(body);
-    plain.extend_from_slice(&k.mac(body));
-    let hash = entry_hash(&plain);
-    (encrypt_frame(key_id, k, segment, plain), hash)
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut nonce);
+    let mut frame = Vec::new();
+    let hash = seal_into(&mut frame, key_id, k, segment, nonce, body);
+    (frame, hash)
+}
+
+/// Appends the frame of `body` to `out`, sealed under `nonce` (which must
+/// be random: see [`Nonces`]); returns the entry's hash. What [`seal_with`]
+/// writes, without a buffer of its own.
+pub fn seal_into(
+    out: &mut Vec<u8>,
+    key_id: &[u8; 16],
+    k: &EntryKeys,
+    segment: u32,
+    nonce: [u8; 12],
+    body: &[u8],
+) -> [u8; 32] {
+    let len = body.len() + MAC_LEN + TAG_LEN;
+    out.reserve(FRAME_HEADER_LEN + len);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(key_id);
+    out.extend_from_slice(&nonce);
+    let start = out.len();
+    out.extend_from_slice(body);
+    out.extend_from_slice(&k.mac(body));
+    let hash = entry_hash(&out[start..]);
+    let tag = k
+        .aead
+        .seal_detached(nonce, &aad(key_id, segment), &mut out[start..]);
+    out.extend_from_slice(&tag);
+    hash
+}
+
+/// Random nonces for a batch of frames, drawn from the operating system
+/// 64 at a time (one `getrandom` call instead of one per entry).
+pub struct Nonces {
+    pool: [u8; 12 * 64],
+    used: usize,
+}
+
+impl Default for Nonces {
+    fn default() -> Self {
+        Self {
+            pool: [0; 12 * 64],
+            used: 12 * 64,
+        }
+    }
+}
+
+impl Nonces {
+    /// The next nonce (never handed out twice).
+    pub fn next(&mut self) -> [u8; 12] {
+        if self.used == self.pool.len() {
+            OsRng.fill_bytes(&mut self.pool);
+            self.used = 0;
+        }
+        let n: [u8; 12] = self.pool[self.used..self.used + 12].try_into().expect("12");
+        // Not left in memory once handed out.
+        self.pool[self.used..self.used + 12].fill(0);
+        self.used += 12;
+        n
+    }
 }
 
 /// Encrypts a frame's plaintext (`body || mac`) as given. [`seal_with`]
@@ -379,5 +454,56 @@ mod tests {
         let slot = head.encode(&keys);
         assert_eq!(Head::decode(&keys, &slot), Some(head));
         assert_eq!(Head::decode(&other, &slot), None);
+    }
+
+    /// The MAC and hash are computed with `ring`; logs written when they
+    /// were computed with the `hmac` and `sha2` crates must still verify.
+    #[test]
+    fn mac_and_hash_match_the_rustcrypto_ones_the_format_was_written_with() {
+        use ::hmac::{Hmac, Mac};
+        use sha2::Digest;
+        let k = EntryKeys::derive(&[7u8; 32]);
+        let hk = Hkdf::<Sha256>::new(Some(SALT), &[7u8; 32]);
+        let mut mac_key = [0u8; 32];
+        hk.expand(b"mac", &mut mac_key).unwrap();
+        for len in [0, 1, 55, 56, 64, 300, 1000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&mac_key).unwrap();
+            m.update(&data);
+            let want: [u8; 32] = m.finalize().into_bytes().into();
+            assert_eq!(k.mac(&data), want);
+            assert!(k.mac_ok(&data, &want));
+            assert!(!k.mac_ok(&data, &[0; 32]));
+            let hash: [u8; 32] = Sha256::digest(&data).into();
+            assert_eq!(entry_hash(&data), hash);
+        }
+    }
+
+    #[test]
+    fn seal_into_writes_what_seal_with_does() {
+        let keys = AuditKeys::local(&[7u8; 32]);
+        let (id, k) = keys.current();
+        let mut nonces = Nonces::default();
+        let mut out = b"before".to_vec();
+        let hash = seal_into(&mut out, &id, &k, 2, nonces.next(), br#"{"seq":1}"#);
+        let (_, want) = seal_with(&id, &k, 2, br#"{"seq":1}"#);
+        assert_eq!(hash, want);
+        match open_frame(&keys, 2, &out[6..]) {
+            FrameRead::Entry {
+                body,
+                hash: h,
+                len,
+                mac_ok,
+            } => {
+                assert_eq!(
+                    (body.as_slice(), h, len, mac_ok),
+                    (&br#"{"seq":1}"#[..], hash, out.len() - 6, true)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let all: Vec<[u8; 12]> = (0..200).map(|_| nonces.next()).collect();
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len());
     }
 }

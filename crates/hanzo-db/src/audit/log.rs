@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::batch::{Flusher, Pending};
+use super::batch::Flusher;
+use super::encode::{Pending, Queued, Scratch};
 use super::format::{AuditKeys, FrameRead, HEAD_SLOT, Head, open_frame};
 use super::recover::{recover, scan_segment};
 use super::verify::{self, VerifyReport};
@@ -49,6 +50,8 @@ pub(super) struct State {
     pub(super) next_seq: u64,
     pub(super) last: Head,
     pub(super) anchor_time: Option<String>,
+    /// Buffers of the appends, kept between batches.
+    pub(super) scratch: Scratch,
 }
 
 /// The log's files and state, shared with the background flusher.
@@ -249,7 +252,7 @@ impl AuditLog {
     /// its `seq`. The entry is on disk (in the operating system's hands)
     /// when this returns, and fsync'd as the sync policy says.
     pub fn record(&self, event: Event) -> Result<u64> {
-        let (seq, durable) = self.append(event)?;
+        let (seq, durable) = self.append(Queued::Event(event))?;
         if durable {
             self.core.sync_through(seq)?;
         }
@@ -261,7 +264,11 @@ impl AuditLog {
     /// (and concurrent writers share one fsync). Returns once the entry is
     /// as durable as `record` would have made it.
     pub async fn record_async(&self, event: Event) -> Result<u64> {
-        let (seq, durable) = self.append(event)?;
+        self.append_async(Queued::Event(event)).await
+    }
+
+    async fn append_async(&self, entry: Queued) -> Result<u64> {
+        let (seq, durable) = self.append(entry)?;
         if durable && self.core.synced.load(Ordering::Acquire) <= seq {
             let core = self.core.clone();
             match tokio::task::spawn_blocking(move || core.sync_through(seq)).await {
@@ -272,14 +279,14 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Appends `event` after the queued entries; returns its `seq` and
+    /// Appends `entry` after the queued entries; returns its `seq` and
     /// whether the sync policy wants it fsync'd before the operation returns.
-    fn append(&self, event: Event) -> Result<(u64, bool)> {
+    fn append(&self, entry: Queued) -> Result<(u64, bool)> {
         let durable = match self.core.config.sync {
             AuditSync::Always => true,
-            AuditSync::Changes => event.is_change(),
+            AuditSync::Changes => entry.is_change(),
         };
-        let seq = self.core.with_drained(Some(event), |_, seq| {
+        let seq = self.core.with_drained(Some(entry), |_, seq| {
             Ok(seq.expect("the event was appended"))
         })?;
         Ok((seq, durable))
@@ -291,10 +298,21 @@ impl AuditLog {
     /// call; otherwise it is recorded at once like
     /// [`AuditLog::record_async`]. Fails once an append has failed.
     pub async fn record_read(&self, event: Event) -> Result<()> {
-        if self.core.config.sync == AuditSync::Always || event.is_change() {
-            return self.record_async(event).await.map(drop);
+        self.read_entry(Queued::Event(event)).await
+    }
+
+    /// [`AuditLog::record_read`] of a read's typed facts: what the
+    /// [`Audited`](super::Audited) decorator records, at the cost of one
+    /// push onto the queue (the entry's JSON is written when it is appended).
+    pub(crate) async fn record_read_facts(&self, read: super::read::Read) -> Result<()> {
+        self.read_entry(Queued::Read(read)).await
+    }
+
+    async fn read_entry(&self, entry: Queued) -> Result<()> {
+        if self.core.config.sync == AuditSync::Always || entry.is_change() {
+            return self.append_async(entry).await.map(drop);
         }
-        self.core.enqueue(event)
+        self.core.enqueue(entry)
     }
 
     /// Fails, naming the file and the cause, once an append has failed:

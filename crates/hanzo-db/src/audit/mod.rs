@@ -39,10 +39,19 @@
 //! database is reopened: nothing is served unrecorded.
 
 mod batch;
+#[cfg(test)]
+mod compat;
+#[cfg(test)]
+mod cost;
 mod decorator;
+mod encode;
 pub mod format;
+mod json;
 mod log;
+mod read;
 mod recover;
+#[cfg(test)]
+mod testing;
 mod verify;
 
 pub use decorator::Audited;
@@ -187,17 +196,8 @@ impl Event {
 
     /// Sets the outcome from a result: ok, denied, or the error's kind.
     pub fn result<T>(mut self, r: &crate::Result<T>) -> Self {
-        match r {
-            Ok(_) => self.outcome = Some(Outcome::Ok),
-            Err(e) => {
-                self.outcome = Some(if matches!(e, crate::Error::PermissionDenied { .. }) {
-                    Outcome::Denied
-                } else {
-                    Outcome::Error
-                });
-                self.error = Some(error_kind(e));
-            }
-        }
+        let (outcome, error) = outcome_of(r);
+        (self.outcome, self.error) = (Some(outcome), error);
         self
     }
 
@@ -206,6 +206,15 @@ impl Event {
     pub(crate) fn is_change(&self) -> bool {
         !matches!(self.outcome, Some(Outcome::Begin))
             && (matches!(self.outcome, Some(Outcome::Denied)) || is_change_op(&self.op))
+    }
+}
+
+/// How an operation ended: ok, denied, or failed (with the error's kind).
+fn outcome_of<T>(r: &crate::Result<T>) -> (Outcome, Option<String>) {
+    match r {
+        Ok(_) => (Outcome::Ok, None),
+        Err(e @ crate::Error::PermissionDenied { .. }) => (Outcome::Denied, Some(error_kind(e))),
+        Err(e) => (Outcome::Error, Some(error_kind(e))),
     }
 }
 
@@ -241,24 +250,8 @@ pub fn error_kind(e: &crate::Error) -> String {
 
 /// The shape of a filter: each condition as `field:$op`, never its value.
 pub fn filter_shape(f: &crate::Filter) -> Vec<String> {
-    use crate::filter::{CompareOp, Condition};
     f.leaves()
         .iter()
-        .map(|l| {
-            let op = match &l.op {
-                Condition::Compare(op, _) => match op {
-                    CompareOp::Eq => "$eq",
-                    CompareOp::Ne => "$ne",
-                    CompareOp::Gt => "$gt",
-                    CompareOp::Gte => "$gte",
-                    CompareOp::Lt => "$lt",
-                    CompareOp::Lte => "$lte",
-                },
-                Condition::In { negated: false, .. } => "$in",
-                Condition::In { negated: true, .. } => "$nin",
-                Condition::Exists(_) => "$exists",
-            };
-            format!("{}:{op}", l.path.join("."))
-        })
+        .map(|l| format!("{}:{}", l.path.join("."), read::op_name(&l.op)))
         .collect()
 }
