@@ -136,6 +136,13 @@ impl Shared {
             };
             (generation, version)
         };
+        // One build at a time: the one this replaces sees the new generation
+        // at its next batch and stops, handing its memory back to the budget
+        // (two at once made the second refuse a budget it fits).
+        let _one = t.building.lock().await;
+        if t.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         match self.build_at(&t, generation, version).await {
             Ok(Some(mut mem)) => {
                 let mut state = t.state.write().expect("lock");

@@ -132,6 +132,8 @@ pub(crate) struct TableHot {
     pub writes_seen: AtomicU64,
     /// Set when a rebuild was asked for in the middle of a bulk load.
     pub bulk: AtomicBool,
+    /// Held by the build in progress.
+    pub building: tokio::sync::Mutex<()>,
 }
 
 /// What a caller must do after applying a write.
@@ -157,6 +159,7 @@ impl TableHot {
             lance_searches: AtomicU64::new(0),
             writes_seen: AtomicU64::new(0),
             bulk: AtomicBool::new(false),
+            building: tokio::sync::Mutex::new(()),
         }
     }
 
