@@ -374,7 +374,11 @@ async fn run_one(
     let t = Instant::now();
     let hot = db.wait_hot("bench", Duration::from_secs(3600)).await?;
     let hot_ready_s = hot.as_ref().map(|_| t.elapsed().as_secs_f64());
-    if let Some(s) = hot.as_ref().map(|s| json!(s)).filter(|s| s["serving"] != "hot") {
+    if let Some(s) = hot
+        .as_ref()
+        .map(|s| json!(s))
+        .filter(|s| s["serving"] != "hot")
+    {
         let why = format!(
             "the hot index is not serving ({}: {}); searches below are LanceDB's",
             s["serving"], s["reason"]

@@ -48,8 +48,20 @@ impl Shared {
     pub(crate) fn spawn_start(self: &Arc<Self>, t: Arc<TableHot>) {
         let me = self.clone();
         tokio::spawn(async move {
-            if me.cfg.persist && me.try_load(&t).await {
-                return;
+            if t.loading.load(Ordering::Acquire) {
+                // Without a vector index of its own, LanceDB would answer the
+                // searches made meanwhile by scanning every row — slower than
+                // the load, and competing with it: they wait for it instead.
+                let indexed = me.inner.list_indexes(&t.name).await.is_ok_and(|v| {
+                    v.iter()
+                        .any(|i| i.kind.contains("IVF") || i.kind.contains("HNSW"))
+                });
+                t.loading.store(!indexed, Ordering::Release);
+                let loaded = me.try_load(&t).await;
+                t.loading.store(false, Ordering::Release);
+                if loaded {
+                    return;
+                }
             }
             me.build(t).await;
         });

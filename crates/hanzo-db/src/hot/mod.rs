@@ -57,6 +57,9 @@ use persist::Sealing;
 pub use table::{HotPath, HotStatus};
 use table::{Op, OpLog, State, TableHot, to_rows};
 
+/// The longest a search waits for a saved index to load (see `TableHot::loading`).
+const LOAD_WAIT: Duration = Duration::from_secs(30);
+
 /// Rows of one streamed insert held for the hot index; past this the table
 /// is rebuilt from LanceDB instead.
 const STREAM_TAP_ROWS: usize = 200_000;
@@ -109,6 +112,10 @@ impl Shared {
             }
         };
         if fresh {
+            // Searches from now on wait for a saved index to load (cleared
+            // at once when LanceDB has a vector index to answer meanwhile).
+            let saved = self.cfg.persist && persist::path_for(&self.dir, name).exists();
+            t.loading.store(saved, Ordering::Release);
             self.spawn_start(t.clone());
         }
         Ok(Some(t))
@@ -263,6 +270,10 @@ impl HotIndex {
         let table = t.name.as_str();
         if !search::eligible(req, &t.schema) {
             return Ok(None);
+        }
+        let start = Instant::now();
+        while t.loading.load(Ordering::Acquire) && start.elapsed() < LOAD_WAIT {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let query = req
             .vector

@@ -338,11 +338,7 @@ pub(crate) fn load(
     Ok(Some(mem))
 }
 
-type Rows = (
-    HashMap<String, Keys>,
-    FxHashMap<u64, Row>,
-    u64,
-);
+type Rows = (HashMap<String, Keys>, FxHashMap<u64, Row>, u64);
 
 /// Decodes `n` saved rows: the id map, the rows by key, and their bytes.
 fn read_rows(r: &mut Reader<'_>, n: u64) -> Result<Rows> {

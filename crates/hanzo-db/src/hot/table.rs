@@ -134,6 +134,9 @@ pub(crate) struct TableHot {
     pub bulk: AtomicBool,
     /// Held by the build in progress.
     pub building: tokio::sync::Mutex<()>,
+    /// Set while the saved index loads for a table LanceDB has no vector
+    /// index for: searches wait for the load rather than scan.
+    pub loading: AtomicBool,
 }
 
 /// What a caller must do after applying a write.
@@ -160,6 +163,7 @@ impl TableHot {
             writes_seen: AtomicU64::new(0),
             bulk: AtomicBool::new(false),
             building: tokio::sync::Mutex::new(()),
+            loading: AtomicBool::new(false),
         }
     }
 

@@ -294,7 +294,12 @@ async fn reopening_loads_the_saved_encrypted_index() {
     assert!(!has(b"needle-id") && !has(b"needle text") && !has(b"HZHOT1"));
 
     let db = open(dir.path(), graph_always()).await;
+    // The first search waits for the saved index to load: LanceDB has no
+    // vector index here and would scan every row meanwhile.
+    let hit = &db.vector_search("p", &[9.0; 12], 1).await.unwrap()[0];
+    assert_eq!(hit.record.id, "needle-id");
     let s = ready(&db, "p").await;
+    assert_eq!((s.hot_searches, s.lance_searches), (1, 0), "{s:?}");
     assert_eq!(s.serving, HotPath::Hot);
     assert!(
         s.loaded_from_disk,
