@@ -50,6 +50,10 @@ struct Header {
     next_key: u64,
     rows: u64,
     index_len: u64,
+    /// Keys saved before they reached the graph (files before this field:
+    /// found by asking the graph for every key).
+    #[serde(default)]
+    pending: Option<Vec<u64>>,
 }
 
 /// The file of a table's index.
@@ -134,6 +138,13 @@ fn write_file(tmp: &Path, mem: &Mem, sealing: &Sealing) -> Result<u64> {
         next_key: mem.next_key,
         rows: mem.rows.len() as u64,
         index_len: index.len() as u64,
+        pending: Some(
+            mem.pending
+                .iter()
+                .copied()
+                .filter(|k| mem.rows.contains_key(k))
+                .collect(),
+        ),
     };
     let header = serde_json::to_vec(&header).expect("header serialises");
     let mut written = 0u64;
@@ -241,10 +252,20 @@ pub(crate) fn load(
         }
     };
     let plain = match &sealing.keys {
-        Some(keys) => format::decrypt(&raw, |id| keys.get(id)).map_err(|e| Error::Integrity {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?,
+        Some(keys) => match format::decrypt_owned(raw, |id| keys.get(id)) {
+            Ok(plain) => plain,
+            Err(first) => {
+                // Read again to name the failure (truncated, extended, altered).
+                let e = std::fs::read(&path)
+                    .ok()
+                    .and_then(|raw| format::decrypt(&raw, |id| keys.get(id)).err())
+                    .unwrap_or(first);
+                return Err(Error::Integrity {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        },
         None if raw.starts_with(&format::MAGIC[..]) => {
             return Err(Error::Security {
                 reason: format!("{} is encrypted but the database is not", path.display()),
@@ -327,12 +348,18 @@ pub(crate) fn load(
         budget: want.budget.clone(),
     };
     // Rows saved before they reached the graph are pending again.
-    let mut pending: Vec<u64> = mem
-        .rows
-        .keys()
-        .copied()
-        .filter(|k| !mem.index.contains(*k))
-        .collect();
+    let mut pending: Vec<u64> = match header.pending {
+        Some(keys) => keys
+            .into_iter()
+            .filter(|k| mem.rows.contains_key(k) && !mem.index.contains(*k))
+            .collect(),
+        None => mem
+            .rows
+            .keys()
+            .copied()
+            .filter(|k| !mem.index.contains(*k))
+            .collect(),
+    };
     pending.sort_unstable();
     mem.pending = pending;
     Ok(Some(mem))

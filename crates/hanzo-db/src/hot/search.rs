@@ -72,6 +72,11 @@ pub(crate) fn row_matches(filter: &Filter, row: &Row) -> bool {
                     owned = row.text.clone().map_or(Value::Null, Value::String);
                     Some(&owned)
                 }
+                // A few keys: comparing them beats hashing (`Map` is an
+                // `IndexMap` with SipHash; this runs per node of a filtered walk).
+                key if row.meta.len() <= 8 => {
+                    row.meta.iter().find_map(|(k, v)| (k == key).then_some(v))
+                }
                 key => row.meta.get(key),
             };
             for key in &leaf.path[1..] {
