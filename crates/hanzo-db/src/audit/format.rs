@@ -420,24 +420,28 @@ impl Head {
 mod tests {
     use super::*;
 
+    /// The entry `open_frame` reads: body, hash, length, MAC verified.
+    fn entry(keys: &AuditKeys, segment: u32, frame: &[u8]) -> (Vec<u8>, [u8; 32], usize, bool) {
+        match open_frame(keys, segment, frame) {
+            FrameRead::Entry {
+                body,
+                hash,
+                len,
+                mac_ok,
+            } => (body, hash, len, mac_ok),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn seal_open_roundtrip_and_binding() {
         let keys = AuditKeys::local(&[7u8; 32]);
         let (frame, hash) = seal(&keys, 3, br#"{"seq":1}"#);
-        match open_frame(&keys, 3, &frame) {
-            FrameRead::Entry {
-                body,
-                hash: h,
-                len,
-                mac_ok,
-            } => {
-                assert_eq!(body, br#"{"seq":1}"#);
-                assert_eq!(h, hash);
-                assert_eq!(len, frame.len());
-                assert!(mac_ok);
-            }
-            other => panic!("{other:?}"),
-        }
+        let (body, h, len, mac_ok) = entry(&keys, 3, &frame);
+        assert_eq!(body, br#"{"seq":1}"#);
+        assert_eq!(h, hash);
+        assert_eq!(len, frame.len());
+        assert!(mac_ok);
         // Another segment: the associated data differs.
         assert!(matches!(open_frame(&keys, 4, &frame), FrameRead::Bad(_)));
         assert!(matches!(
@@ -488,20 +492,11 @@ mod tests {
         let hash = seal_into(&mut out, &id, &k, 2, nonces.next(), br#"{"seq":1}"#);
         let (_, want) = seal_with(&id, &k, 2, br#"{"seq":1}"#);
         assert_eq!(hash, want);
-        match open_frame(&keys, 2, &out[6..]) {
-            FrameRead::Entry {
-                body,
-                hash: h,
-                len,
-                mac_ok,
-            } => {
-                assert_eq!(
-                    (body.as_slice(), h, len, mac_ok),
-                    (&br#"{"seq":1}"#[..], hash, out.len() - 6, true)
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let (body, h, len, mac_ok) = entry(&keys, 2, &out[6..]);
+        assert_eq!(
+            (body.as_slice(), h, len, mac_ok),
+            (&br#"{"seq":1}"#[..], hash, out.len() - 6, true)
+        );
         let all: Vec<[u8; 12]> = (0..200).map(|_| nonces.next()).collect();
         let distinct: std::collections::HashSet<_> = all.iter().collect();
         assert_eq!(distinct.len(), all.len());

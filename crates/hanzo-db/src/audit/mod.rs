@@ -250,8 +250,8 @@ pub fn error_kind(e: &crate::Error) -> String {
 
 /// The shape of a filter: each condition as `field:$op`, never its value.
 pub fn filter_shape(f: &crate::Filter) -> Vec<String> {
-    f.leaves()
+    read::FilterShape::of(f)
         .iter()
-        .map(|l| format!("{}:{}", l.path.join("."), read::op_name(&l.op)))
+        .map(str::to_string)
         .collect()
 }

@@ -244,7 +244,7 @@ impl FilterShape {
 }
 
 /// A condition's operator as written in filters (`$eq`, `$in`, …).
-pub(super) fn op_name(c: &Condition) -> &'static str {
+fn op_name(c: &Condition) -> &'static str {
     match c {
         Condition::Compare(op, _) => match op {
             CompareOp::Eq => "$eq",

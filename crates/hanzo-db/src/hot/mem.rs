@@ -70,11 +70,19 @@ impl Keys {
     }
 }
 
-/// Maps `id` to `key` as well.
-pub(crate) fn add_key(ids: &mut HashMap<String, Keys>, id: &str, key: u64) {
-    match ids.get_mut(id) {
+/// Records a row under a known key: in the rows by key, the keys by id and
+/// the rows' bytes (a [`Mem`]'s, or a load's before its graph is there).
+pub(crate) fn record_row(
+    ids: &mut HashMap<String, Keys>,
+    rows: &mut FxHashMap<u64, Row>,
+    bytes: &mut u64,
+    key: u64,
+    row: Row,
+) {
+    *bytes += row.bytes();
+    match ids.get_mut(&row.id) {
         None => {
-            ids.insert(id.to_string(), Keys::One(key));
+            ids.insert(row.id.clone(), Keys::One(key));
         }
         Some(slot) => {
             let mut keys = slot.as_slice().to_vec();
@@ -82,6 +90,7 @@ pub(crate) fn add_key(ids: &mut HashMap<String, Keys>, id: &str, key: u64) {
             *slot = Keys::Many(keys);
         }
     }
+    rows.insert(key, row);
 }
 
 /// The memory all hot tables share.
@@ -219,21 +228,24 @@ pub(crate) fn graph_search(
     count: usize,
     accept: Option<&dyn Fn(u64) -> bool>,
 ) -> Result<(Vec<u64>, Vec<f32>)> {
-    let q8;
-    let m = match (own_i8, accept) {
-        (true, None) => {
-            q8 = quantize_i8(query);
-            index.search(&q8, count)
+    fn run<T: usearch::VectorType>(
+        index: &Index,
+        q: &[T],
+        count: usize,
+        accept: Option<&dyn Fn(u64) -> bool>,
+    ) -> Result<(Vec<u64>, Vec<f32>)> {
+        let m = match accept {
+            None => index.search(q, count),
+            Some(f) => index.filtered_search(q, count, f),
         }
-        (true, Some(f)) => {
-            q8 = quantize_i8(query);
-            index.filtered_search(&q8, count, f)
-        }
-        (false, None) => index.search(query, count),
-        (false, Some(f)) => index.filtered_search(query, count, f),
+        .map_err(usearch_err)?;
+        Ok((m.keys, m.distances))
     }
-    .map_err(usearch_err)?;
-    Ok((m.keys, m.distances))
+    if own_i8 {
+        run(index, &quantize_i8(query), count, accept)
+    } else {
+        run(index, query, count, accept)
+    }
 }
 
 /// Thread contexts reserved in every index: more than can search at once.
@@ -337,9 +349,7 @@ impl Mem {
 
     /// Records a row under a known key (no graph change).
     pub fn insert_loaded(&mut self, key: u64, row: Row) {
-        self.row_bytes += row.bytes();
-        add_key(&mut self.ids, &row.id, key);
-        self.rows.insert(key, row);
+        record_row(&mut self.ids, &mut self.rows, &mut self.row_bytes, key, row);
     }
 
     /// Removes every row with this id; returns how many.

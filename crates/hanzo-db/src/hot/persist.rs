@@ -28,7 +28,7 @@ use crate::schema::DistanceMetric;
 use crate::security::format::{self, Algorithm, ChunkSize, Encryptor};
 use crate::security::store::KeySource;
 
-use super::mem::{Budget, Keys, Layout, Mem, Row, add_key, search_threads, usearch_err};
+use super::mem::{Budget, Keys, Layout, Mem, Row, record_row, search_threads, usearch_err};
 
 const MAGIC: &[u8; 7] = b"HZHOT1\n";
 
@@ -392,9 +392,7 @@ fn read_rows(r: &mut Reader<'_>, n: u64) -> Result<Rows> {
             meta,
             vector,
         };
-        bytes += row.bytes();
-        add_key(&mut ids, &row.id, key);
-        rows.insert(key, row);
+        record_row(&mut ids, &mut rows, &mut bytes, key, row);
     }
     if r.at != r.data.len() {
         return Err(damaged("rows do not end where the graph starts"));

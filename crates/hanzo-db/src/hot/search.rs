@@ -106,11 +106,8 @@ pub(crate) fn nearest(
         exact(mem, query, filter, true)
     } else {
         let want = (k * cfg.rerank_factor.max(1)).max(k);
-        let own = mem.layout.own_i8();
-        let (keys, dist) = match filter {
-            None => graph_search(&mem.index, own, query, want, None)?,
-            Some(_) => graph_search(&mem.index, own, query, want, Some(&accept))?,
-        };
+        let accept = filter.map(|_| &accept as &dyn Fn(u64) -> bool);
+        let (keys, dist) = graph_search(&mem.index, mem.layout.own_i8(), query, want, accept)?;
         let mut found: Vec<(u64, f32)> = keys
             .into_iter()
             .zip(dist)

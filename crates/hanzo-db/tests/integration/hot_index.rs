@@ -41,6 +41,14 @@ async fn ready(db: &Database, table: &str) -> hanzo_db::hot::HotStatus {
         .expect("hot index on")
 }
 
+/// Records `r0, r1, …` of these vectors, nothing else.
+fn bare(vs: &[Vec<f32>]) -> Vec<MultimodalRecord> {
+    vs.iter()
+        .enumerate()
+        .map(|(i, v)| MultimodalRecord::new(format!("r{i}"), v.clone()))
+        .collect()
+}
+
 fn rec(i: usize, v: Vec<f32>) -> MultimodalRecord {
     MultimodalRecord::new(format!("r{i}"), v)
         .with_text(format!("row {i}"))
@@ -464,15 +472,7 @@ async fn a_table_over_the_budget_is_served_by_lance() {
         .await
         .unwrap();
     let vs = random_vectors(2000, 32, 8);
-    t.db.insert(
-        "big",
-        vs.iter()
-            .enumerate()
-            .map(|(i, v)| MultimodalRecord::new(format!("r{i}"), v.clone()))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    t.db.insert("big", bare(&vs)).await.unwrap();
     let s = ready(&t.db, "big").await;
     assert_eq!(s.serving, HotPath::Lance, "{s:?}");
     assert!(s.reason.unwrap().contains("budget"));
@@ -496,15 +496,7 @@ async fn a_table_that_fits_only_quantised_stays_hot() {
     let schema = TableSchema::new(256).metric(DistanceMetric::Cosine);
     t.db.create_table("q", schema).await.unwrap();
     let vs = random_vectors(5000, 256, 9);
-    t.db.insert(
-        "q",
-        vs.iter()
-            .enumerate()
-            .map(|(i, v)| MultimodalRecord::new(format!("r{i}"), v.clone()))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    t.db.insert("q", bare(&vs)).await.unwrap();
     let s = ready(&t.db, "q").await;
     assert_eq!(s.serving, HotPath::Hot, "{s:?}");
     assert!(!s.rerank, "{s:?}");
