@@ -1,12 +1,10 @@
 //! Background work: loading or building a table's index, folding new rows
 //! into the graph, and saving it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
-use rustc_hash::FxHashMap;
 use usearch::Index;
 
 use crate::error::{Error, Result};
@@ -15,6 +13,7 @@ use crate::query::Projection;
 use super::Shared;
 use super::mem::{Layout, Mem, graph_add, graph_search, search_threads, usearch_err};
 use super::persist::{self, Expect};
+use super::row::RowMap;
 use super::table::{After, OpLog, State, TableHot, apply_to, claim, row_from};
 
 /// Rows moved into the graph per step while folding.
@@ -237,8 +236,7 @@ impl Shared {
         let mut mem = Mem {
             layout,
             index,
-            ids: HashMap::with_capacity(n),
-            rows: FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            rows: RowMap::with_capacity(n),
             pending: Vec::new(),
             stragglers: Vec::new(),
             next_key: 0,
@@ -246,7 +244,6 @@ impl Shared {
             from_disk: false,
             dirty: 1,
             reserved: reserve,
-            row_bytes: 0,
             budget: self.budget.clone(),
         };
         let projection = Projection {
@@ -264,9 +261,9 @@ impl Shared {
             for record in batch {
                 let mut row = row_from(record);
                 let v = if layout.keep_f32 {
-                    row.vector.clone()
+                    row.vector.to_vec()
                 } else {
-                    std::mem::take(&mut row.vector)
+                    std::mem::take(&mut row.vector).into_vec()
                 };
                 work.push((mem.add_built(row), v));
             }
@@ -360,7 +357,7 @@ impl Shared {
             let taken = mem.pending.len().min(FOLD_CHUNK * threads);
             let work: Vec<(u64, Vec<f32>)> = mem.pending[..taken]
                 .iter()
-                .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.clone())))
+                .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.to_vec())))
                 .collect();
             (mem.index.clone(), taken, work, threads, mem.layout.own_i8())
         };
@@ -402,18 +399,13 @@ impl Shared {
         mem.pending.drain(..taken);
         mem.stragglers.extend(unreachable);
         for (key, _) in &work {
-            match mem.rows.get_mut(key) {
+            if !mem.rows.contains_key(key) {
                 // Deleted while it was being added: out of the graph again.
-                None => {
-                    if mem.index.contains(*key) {
-                        let _ = mem.index.remove(*key);
-                    }
+                if mem.index.contains(*key) {
+                    let _ = mem.index.remove(*key);
                 }
-                Some(row) if !mem.layout.keep_f32 => {
-                    mem.row_bytes = mem.row_bytes.saturating_sub(row.vector.len() as u64 * 4);
-                    row.vector = Vec::new();
-                }
-                Some(_) => {}
+            } else if !mem.layout.keep_f32 {
+                mem.rows.drop_vector(*key);
             }
         }
         Ok(mem.pending.is_empty())

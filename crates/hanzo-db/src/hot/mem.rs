@@ -2,12 +2,9 @@
 //! (id, text, metadata, and full-precision vectors where kept), and the
 //! rows written since that are not yet in the graph.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustc_hash::FxHashMap;
-use serde_json::{Map, Value};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::config::{HotConfig, HotQuantization};
@@ -15,83 +12,8 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::schema::DistanceMetric;
 
+use super::row::{Row, RowMap};
 use super::search::row_matches;
-
-/// One record as the hot index holds it.
-#[derive(Debug, Clone)]
-pub(crate) struct Row {
-    pub id: String,
-    pub text: Option<String>,
-    /// Metadata exactly as LanceDB returns it (typed fields and JSON keys).
-    pub meta: Map<String, Value>,
-    /// Full precision: kept for re-ranking, or only until the row is in the graph.
-    pub vector: Vec<f32>,
-}
-
-impl Row {
-    /// Bytes this row costs: payload and full-precision vector.
-    pub fn bytes(&self) -> u64 {
-        self.payload_bytes() + self.vector.len() as u64 * 4
-    }
-
-    /// Bytes this row costs besides its vectors (a rough, conservative estimate).
-    pub fn payload_bytes(&self) -> u64 {
-        let meta: usize = self
-            .meta
-            .iter()
-            .map(|(k, v)| k.len() + 48 + json_size(v))
-            .sum();
-        (160 + self.id.len() * 2 + self.text.as_ref().map_or(0, String::len) + meta) as u64
-    }
-}
-
-fn json_size(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len() + 24,
-        Value::Array(a) => a.iter().map(json_size).sum::<usize>() + 24,
-        Value::Object(o) => o.iter().map(|(k, v)| k.len() + 48 + json_size(v)).sum(),
-        _ => 16,
-    }
-}
-
-/// Keys a string id maps to (more than one only if an id was inserted twice).
-#[derive(Debug, Clone)]
-pub(crate) enum Keys {
-    One(u64),
-    Many(Vec<u64>),
-}
-
-impl Keys {
-    fn as_slice(&self) -> &[u64] {
-        match self {
-            Keys::One(k) => std::slice::from_ref(k),
-            Keys::Many(v) => v,
-        }
-    }
-}
-
-/// Records a row under a known key: in the rows by key, the keys by id and
-/// the rows' bytes (a [`Mem`]'s, or a load's before its graph is there).
-pub(crate) fn record_row(
-    ids: &mut HashMap<String, Keys>,
-    rows: &mut FxHashMap<u64, Row>,
-    bytes: &mut u64,
-    key: u64,
-    row: Row,
-) {
-    *bytes += row.bytes();
-    match ids.get_mut(&row.id) {
-        None => {
-            ids.insert(row.id.clone(), Keys::One(key));
-        }
-        Some(slot) => {
-            let mut keys = slot.as_slice().to_vec();
-            keys.push(key);
-            *slot = Keys::Many(keys);
-        }
-    }
-    rows.insert(key, row);
-}
 
 /// The memory all hot tables share.
 #[derive(Debug)]
@@ -143,8 +65,8 @@ impl Layout {
         }
     }
 
-    /// Estimated bytes per row: quantised vector, graph links, key lookup,
-    /// the full-precision copy where kept, and a typical small payload.
+    /// Estimated bytes per row: quantised vector, graph links, the two
+    /// table slots, the full-precision copy where kept, and a typical small payload.
     pub fn row_bytes(&self, connectivity: usize) -> u64 {
         let graph = (connectivity as u64) * 8 + 48;
         let f32s = if self.keep_f32 {
@@ -152,7 +74,7 @@ impl Layout {
         } else {
             0
         };
-        self.dim as u64 * self.scalar_bytes() + graph + f32s + 200
+        self.dim as u64 * self.scalar_bytes() + graph + f32s + 300
     }
 
     /// True when vectors reach the graph as our own `i8` ([`quantize_i8`])
@@ -262,9 +184,8 @@ pub(crate) fn usearch_err(e: impl std::fmt::Display) -> Error {
 pub(crate) struct Mem {
     pub layout: Layout,
     pub index: Arc<Index>,
-    pub ids: HashMap<String, Keys>,
-    /// Keys are ours (sequential), so a fast non-keyed hash is safe here.
-    pub rows: FxHashMap<u64, Row>,
+    /// Rows by key and keys by id.
+    pub rows: RowMap,
     /// Keys written since the graph was built, not yet in it (searched exactly).
     pub pending: Vec<u64>,
     /// Keys in the graph that a search for their own vector did not reach
@@ -279,8 +200,6 @@ pub(crate) struct Mem {
     pub dirty: u64,
     /// Bytes taken from the budget for this table.
     pub reserved: u64,
-    /// Estimated bytes of rows (payload and full-precision vectors).
-    pub row_bytes: u64,
     pub budget: Arc<Budget>,
 }
 
@@ -319,12 +238,16 @@ impl Mem {
     pub fn needed_bytes(&self, connectivity: usize) -> u64 {
         let per =
             self.layout.dim as u64 * self.layout.scalar_bytes() + connectivity as u64 * 8 + 48;
-        self.rows.len() as u64 * per + self.row_bytes
+        self.rows.len() as u64 * per + self.rows.bytes()
     }
 
-    /// Estimated bytes in use.
+    /// Bytes in use: the graph's resident part and the rows. usearch's own
+    /// `memory_usage` also counts the untouched tails of its arenas, which
+    /// double in size (mapped, but not resident): at 1M × 768, 0.25 GB.
     pub fn memory_bytes(&self) -> u64 {
-        self.index.memory_usage() as u64 + self.row_bytes
+        let s = self.index.memory_stats();
+        let untouched = s.graph_reserved + s.vectors_reserved;
+        (self.index.memory_usage().saturating_sub(untouched)) as u64 + self.rows.bytes()
     }
 
     /// Adds a row (not yet in the graph). With `replace`, rows with the same id go first.
@@ -349,18 +272,16 @@ impl Mem {
 
     /// Records a row under a known key (no graph change).
     pub fn insert_loaded(&mut self, key: u64, row: Row) {
-        record_row(&mut self.ids, &mut self.rows, &mut self.row_bytes, key, row);
+        self.rows.insert(key, row);
     }
 
     /// Removes every row with this id; returns how many.
     pub fn remove_id(&mut self, id: &str) -> usize {
-        let Some(keys) = self.ids.remove(id) else {
+        let Some(keys) = self.rows.ids.remove(id) else {
             return 0;
         };
         for &key in keys.as_slice() {
-            if let Some(row) = self.rows.remove(&key) {
-                self.row_bytes = self.row_bytes.saturating_sub(row.bytes());
-            }
+            self.rows.remove_key(key);
             if self.index.contains(key) {
                 // A soft delete in usearch; the slot is reused by later adds.
                 let _ = self.index.remove(key);
@@ -372,11 +293,11 @@ impl Mem {
 
     /// Removes the rows a filter matches (the filter must be evaluable in memory).
     pub fn remove_where(&mut self, filter: &Filter) -> usize {
-        let ids: Vec<String> = self
+        let ids: Vec<Arc<str>> = self
             .rows
-            .values()
-            .filter(|r| row_matches(filter, r))
-            .map(|r| r.id.clone())
+            .iter()
+            .filter(|(_, r)| row_matches(filter, r))
+            .map(|(_, r)| r.id.clone())
             .collect();
         ids.iter().map(|id| self.remove_id(id)).sum()
     }

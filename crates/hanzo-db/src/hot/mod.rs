@@ -27,6 +27,7 @@
 mod build;
 mod mem;
 mod persist;
+mod row;
 mod search;
 mod table;
 
@@ -38,7 +39,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use rustc_hash::FxHashMap;
 
 use crate::backend::{Capabilities, DeleteSelector, RecordStream, VectorDatabase};
 use crate::config::HotConfig;
@@ -54,6 +54,7 @@ use crate::security::Security;
 
 use mem::{Budget, Layout, Mem};
 use persist::Sealing;
+use row::RowMap;
 pub use table::{HotPath, HotStatus};
 use table::{Op, OpLog, State, TableHot, to_rows};
 
@@ -293,7 +294,7 @@ impl HotIndex {
                 ));
             }
             best.into_iter()
-                .map(|(key, d)| (mem.rows[&key].id.clone(), d))
+                .map(|(key, d)| (mem.rows[&key].id.to_string(), d))
                 .collect()
         };
         // Blobs (or vectors not kept in memory) come from LanceDB.
@@ -359,8 +360,7 @@ impl VectorDatabase for HotIndex {
             Ok(index) => State::Hot(Box::new(Mem {
                 layout,
                 index: Arc::new(index),
-                ids: HashMap::new(),
-                rows: FxHashMap::default(),
+                rows: RowMap::default(),
                 pending: Vec::new(),
                 stragglers: Vec::new(),
                 next_key: 0,
@@ -368,7 +368,6 @@ impl VectorDatabase for HotIndex {
                 from_disk: false,
                 dirty: 0,
                 reserved: 0,
-                row_bytes: 0,
                 budget: self.shared.budget.clone(),
             })),
             Err(e) => State::Lance {
@@ -427,7 +426,7 @@ impl VectorDatabase for HotIndex {
         let Some(t) = self.shared.table(table).await? else {
             return self.inner().insert_stream(table, batches).await;
         };
-        let tap: Arc<Mutex<Option<Vec<mem::Row>>>> = Arc::new(Mutex::new(Some(Vec::new())));
+        let tap: Arc<Mutex<Option<Vec<row::Row>>>> = Arc::new(Mutex::new(Some(Vec::new())));
         let schema = t.schema.clone();
         let sink = tap.clone();
         let tapped = batches

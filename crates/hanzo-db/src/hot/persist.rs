@@ -14,12 +14,10 @@
 //! written to a temporary name and renamed, so a crash leaves the old file
 //! or the new one.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{HotConfig, HotQuantization};
@@ -28,7 +26,8 @@ use crate::schema::DistanceMetric;
 use crate::security::format::{self, Algorithm, ChunkSize, Encryptor};
 use crate::security::store::KeySource;
 
-use super::mem::{Budget, Keys, Layout, Mem, Row, record_row, search_threads, usearch_err};
+use super::mem::{Budget, Layout, Mem, search_threads, usearch_err};
+use super::row::{Meta, Row, RowMap};
 
 const MAGIC: &[u8; 7] = b"HZHOT1\n";
 
@@ -156,7 +155,7 @@ fn write_file(tmp: &Path, mem: &Mem, sealing: &Sealing) -> Result<u64> {
     put(&mut sink, &(header.len() as u32).to_le_bytes())?;
     put(&mut sink, &header)?;
     let mut chunk = Vec::with_capacity(1 << 20);
-    for (key, row) in &mem.rows {
+    for (key, row) in mem.rows.iter() {
         encode_row(*key, row, &mut chunk);
         if chunk.len() >= 1 << 20 {
             put(&mut sink, &chunk)?;
@@ -325,7 +324,7 @@ pub(crate) fn load(
             .unwrap_or_else(|_| Err(damaged("the graph could not be loaded")));
         (index, rows)
     });
-    let (index, (ids, rows, row_bytes)) = match (index, rows) {
+    let (index, rows) = match (index, rows) {
         (Ok(i), Ok(r)) => (i, r),
         (Err(e), _) | (_, Err(e)) => {
             want.budget.give_back(reserve);
@@ -335,7 +334,6 @@ pub(crate) fn load(
     let mut mem = Mem {
         layout,
         index: Arc::new(index),
-        ids,
         rows,
         pending: Vec::new(),
         stragglers: Vec::new(),
@@ -344,7 +342,6 @@ pub(crate) fn load(
         from_disk: true,
         dirty: 0,
         reserved: reserve,
-        row_bytes,
         budget: want.budget.clone(),
     };
     // Rows saved before they reached the graph are pending again.
@@ -355,8 +352,8 @@ pub(crate) fn load(
             .collect(),
         None => mem
             .rows
-            .keys()
-            .copied()
+            .iter()
+            .map(|(k, _)| *k)
             .filter(|k| !mem.index.contains(*k))
             .collect(),
     };
@@ -365,13 +362,9 @@ pub(crate) fn load(
     Ok(Some(mem))
 }
 
-type Rows = (HashMap<String, Keys>, FxHashMap<u64, Row>, u64);
-
-/// Decodes `n` saved rows: the id map, the rows by key, and their bytes.
-fn read_rows(r: &mut Reader<'_>, n: u64) -> Result<Rows> {
-    let mut ids: HashMap<String, Keys> = HashMap::with_capacity(n as usize);
-    let mut rows = FxHashMap::with_capacity_and_hasher(n as usize, Default::default());
-    let mut bytes = 0u64;
+/// Decodes `n` saved rows.
+fn read_rows(r: &mut Reader<'_>, n: u64) -> Result<RowMap> {
+    let mut rows = RowMap::with_capacity(n as usize);
     for _ in 0..n {
         let key = r.u64()?;
         let len = r.u32()? as usize;
@@ -379,25 +372,25 @@ fn read_rows(r: &mut Reader<'_>, n: u64) -> Result<Rows> {
         let t = r.u32()? as usize;
         let text = if t == 0 { None } else { Some(r.string(t - 1)?) };
         let m = r.u32()? as usize;
-        let meta = serde_json::from_slice(r.take(m)?).map_err(|_| damaged("bad metadata"))?;
+        let meta: Meta = serde_json::from_slice(r.take(m)?).map_err(|_| damaged("bad metadata"))?;
         let v = r.u32()? as usize;
         let vector = r
             .take(v * 4)?
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
+            .collect::<Box<[f32]>>();
         let row = Row {
-            id,
-            text,
+            id: id.into(),
+            text: text.map(String::into_boxed_str),
             meta,
             vector,
         };
-        record_row(&mut ids, &mut rows, &mut bytes, key, row);
+        rows.insert(key, row);
     }
     if r.at != r.data.len() {
         return Err(damaged("rows do not end where the graph starts"));
     }
-    Ok((ids, rows, bytes))
+    Ok(rows)
 }
 
 fn drop_early_if_wrong(plain: &[u8]) -> Result<()> {

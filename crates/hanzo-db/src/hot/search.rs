@@ -11,7 +11,8 @@ use crate::query::{Projection, SearchHit, SearchRequest};
 use crate::record::MultimodalRecord;
 use crate::schema::{FieldType, TableSchema};
 
-use super::mem::{Mem, Row, graph_search};
+use super::mem::{Mem, graph_search};
+use super::row::Row;
 
 /// True when every leaf of the filter can be evaluated on the in-memory
 /// copy with exactly LanceDB's semantics. Anything else (timestamps, type
@@ -65,17 +66,15 @@ pub(crate) fn row_matches(filter: &Filter, row: &Row) -> bool {
             let owned: Value;
             let mut cur = match leaf.path[0].as_str() {
                 "id" => {
-                    owned = Value::String(row.id.clone());
+                    owned = Value::String(row.id.to_string());
                     Some(&owned)
                 }
                 "text" => {
-                    owned = row.text.clone().map_or(Value::Null, Value::String);
+                    owned = row
+                        .text
+                        .as_ref()
+                        .map_or(Value::Null, |t| Value::String(t.to_string()));
                     Some(&owned)
-                }
-                // A few keys: comparing them beats hashing (`Map` is an
-                // `IndexMap` with SipHash; this runs per node of a filtered walk).
-                key if row.meta.len() <= 8 => {
-                    row.meta.iter().find_map(|(k, v)| (k == key).then_some(v))
                 }
                 key => row.meta.get(key),
             };
@@ -178,19 +177,25 @@ pub(crate) fn served_from_memory(mem: &Mem, p: &Projection) -> bool {
 
 /// A search hit from an in-memory row, shaped by the projection as LanceDB shapes it.
 pub(crate) fn hit(row: &Row, distance: f32, p: &Projection) -> SearchHit {
-    let mut meta = row.meta.clone();
-    if let Some(keys) = &p.metadata_keys {
-        meta.retain(|k, _| keys.contains(k));
-    }
+    let meta = row
+        .meta
+        .iter()
+        .filter(|(k, _)| {
+            p.metadata_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|w| w.as_str() == *k))
+        })
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     SearchHit {
         record: MultimodalRecord {
-            id: row.id.clone(),
+            id: row.id.to_string(),
             vector: if p.vector {
-                row.vector.clone()
+                row.vector.to_vec()
             } else {
                 Vec::new()
             },
-            text: row.text.clone(),
+            text: row.text.as_ref().map(|t| t.to_string()),
             metadata: meta,
             ..MultimodalRecord::default()
         },
@@ -214,15 +219,15 @@ mod tests {
     use serde_json::json;
 
     fn row() -> Row {
-        Row {
-            id: "a".into(),
-            text: Some("hello".into()),
-            meta: json!({"kind": "x", "year": 2020, "info": {"n": 3}, "tags": ["p", "q"]})
+        Row::new(
+            "a".into(),
+            Some("hello".into()),
+            json!({"kind": "x", "year": 2020, "info": {"n": 3}, "tags": ["p", "q"]})
                 .as_object()
                 .unwrap()
                 .clone(),
-            vector: vec![],
-        }
+            vec![],
+        )
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::filter::Filter;
 use crate::record::MultimodalRecord;
 use crate::schema::TableSchema;
 
-use super::mem::{Mem, Row};
+use super::mem::Mem;
+use super::row::Row;
 use super::search::evaluable;
 
 /// Which path serves a table's vector searches.
@@ -355,12 +356,7 @@ pub(crate) fn to_rows(schema: &TableSchema, records: &[MultimodalRecord]) -> Res
 
 /// A row from a record read back from LanceDB.
 pub(crate) fn row_from(r: MultimodalRecord) -> Row {
-    Row {
-        id: r.id,
-        text: r.text,
-        meta: r.metadata,
-        vector: r.vector,
-    }
+    Row::new(r.id, r.text, r.metadata, r.vector)
 }
 
 /// Shared flag helper: true if this call set it.

@@ -489,7 +489,7 @@ async fn a_table_over_the_budget_is_served_by_lance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_that_fits_only_quantised_stays_hot() {
     let t = temp(HotConfig {
-        memory_budget_bytes: 5_000_000,
+        memory_budget_bytes: 6_000_000,
         ..graph_always()
     })
     .await;
