@@ -237,6 +237,7 @@ impl Shared {
             layout,
             index,
             rows: RowMap::with_capacity(n),
+            filters: Default::default(),
             pending: Vec::new(),
             stragglers: Vec::new(),
             next_key: 0,

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::schema::DistanceMetric;
 
+use super::filters::FilterBits;
 use super::row::{Row, RowMap};
 use super::search::row_matches;
 
@@ -186,6 +187,8 @@ pub(crate) struct Mem {
     pub index: Arc<Index>,
     /// Rows by key and keys by id.
     pub rows: RowMap,
+    /// Bits of the filters searches repeat, kept in step with the rows.
+    pub filters: FilterBits,
     /// Keys written since the graph was built, not yet in it (searched exactly).
     pub pending: Vec<u64>,
     /// Keys in the graph that a search for their own vector did not reach
@@ -247,7 +250,9 @@ impl Mem {
     pub fn memory_bytes(&self) -> u64 {
         let s = self.index.memory_stats();
         let untouched = s.graph_reserved + s.vectors_reserved;
-        (self.index.memory_usage().saturating_sub(untouched)) as u64 + self.rows.bytes()
+        (self.index.memory_usage().saturating_sub(untouched)) as u64
+            + self.rows.bytes()
+            + self.filters.bytes()
     }
 
     /// Adds a row (not yet in the graph). With `replace`, rows with the same id go first.
@@ -272,6 +277,7 @@ impl Mem {
 
     /// Records a row under a known key (no graph change).
     pub fn insert_loaded(&mut self, key: u64, row: Row) {
+        self.filters.added(key, &row);
         self.rows.insert(key, row);
     }
 
@@ -282,6 +288,7 @@ impl Mem {
         };
         for &key in keys.as_slice() {
             self.rows.remove_key(key);
+            self.filters.removed(key);
             if self.index.contains(key) {
                 // A soft delete in usearch; the slot is reused by later adds.
                 let _ = self.index.remove(key);

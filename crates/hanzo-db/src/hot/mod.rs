@@ -25,6 +25,7 @@
 //! index; [`HotIndex::status`] says which path serves each table.
 
 mod build;
+mod filters;
 mod mem;
 mod persist;
 mod row;
@@ -361,6 +362,7 @@ impl VectorDatabase for HotIndex {
                 layout,
                 index: Arc::new(index),
                 rows: RowMap::default(),
+                filters: Default::default(),
                 pending: Vec::new(),
                 stragglers: Vec::new(),
                 next_key: 0,

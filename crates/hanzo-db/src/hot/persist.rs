@@ -335,6 +335,7 @@ pub(crate) fn load(
         layout,
         index: Arc::new(index),
         rows,
+        filters: Default::default(),
         pending: Vec::new(),
         stragglers: Vec::new(),
         next_key: header.next_key,

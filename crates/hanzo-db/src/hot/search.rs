@@ -95,10 +95,14 @@ pub(crate) fn nearest(
     filter: Option<&Filter>,
 ) -> Result<Vec<(u64, f32)>> {
     let metric = mem.layout.metric;
-    let accept = |key: u64| {
-        mem.rows
+    // A filter searches repeat is a bit per key (see `filters`).
+    let bits = filter.and_then(|f| mem.filters.lookup(f, &mem.rows));
+    let accept = |key: u64| match &bits {
+        Some(bits) => bits.get(key),
+        None => mem
+            .rows
             .get(&key)
-            .is_some_and(|r| filter.is_none_or(|f| row_matches(f, r)))
+            .is_some_and(|r| filter.is_none_or(|f| row_matches(f, r))),
     };
     let in_graph = mem.index.size();
     let mut out: Vec<(u64, f32)> = if in_graph < cfg.exact_below.max(1) {
