@@ -63,6 +63,21 @@ fn schema(dim: usize, metric: DistanceMetric) -> TableSchema {
         .field("at", FieldType::Timestamp)
 }
 
+/// A table of `n` records `rec(i)` over seeded random vectors; returns the vectors.
+async fn table_of(
+    db: &Database,
+    name: &str,
+    n: usize,
+    (dim, metric): (usize, DistanceMetric),
+    seed: u64,
+) -> Vec<Vec<f32>> {
+    db.create_table(name, schema(dim, metric)).await.unwrap();
+    let vs = random_vectors(n, dim, seed);
+    let recs = vs.iter().enumerate().map(|(i, v)| rec(i, v.clone()));
+    db.insert(name, recs.collect()).await.unwrap();
+    vs
+}
+
 /// Small tables (under `exact_below` rows) are searched exactly in memory:
 /// the hot path must equal exact search, and LanceDB's own answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,19 +160,7 @@ async fn check_against_exact(db: &Database, exact: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_upserts_and_inserts_are_visible_at_once() {
     let t = temp(graph_always()).await;
-    t.db.create_table("w", schema(8, DistanceMetric::L2))
-        .await
-        .unwrap();
-    let vs = random_vectors(300, 8, 1);
-    t.db.insert(
-        "w",
-        vs.iter()
-            .enumerate()
-            .map(|(i, v)| rec(i, v.clone()))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    let vs = table_of(&t.db, "w", 300, (8, DistanceMetric::L2), 1).await;
     ready(&t.db, "w").await;
     let top = |q: Vec<f32>| {
         let db = t.db.clone();
@@ -197,19 +200,7 @@ async fn deletes_upserts_and_inserts_are_visible_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_selective_filter_still_returns_k() {
     let t = temp(graph_always()).await;
-    t.db.create_table("f", schema(16, DistanceMetric::Cosine))
-        .await
-        .unwrap();
-    let vs = random_vectors(3000, 16, 2);
-    t.db.insert(
-        "f",
-        vs.iter()
-            .enumerate()
-            .map(|(i, v)| rec(i, v.clone()))
-            .collect(),
-    )
-    .await
-    .unwrap();
+    let vs = table_of(&t.db, "f", 3000, (16, DistanceMetric::Cosine), 2).await;
     assert_eq!(ready(&t.db, "f").await.serving, HotPath::Hot);
     // 1% of rows match.
     let matching: Vec<(String, Vec<f32>)> = vs
@@ -263,12 +254,7 @@ async fn a_selective_filter_still_returns_k() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_filter_follows_every_write() {
     let t = temp(graph_always()).await;
-    t.db.create_table("f", schema(8, DistanceMetric::L2))
-        .await
-        .unwrap();
-    let vs = random_vectors(12_000, 8, 21);
-    let recs = vs.iter().enumerate().map(|(i, v)| rec(i, v.clone()));
-    t.db.insert("f", recs.collect()).await.unwrap();
+    let vs = table_of(&t.db, "f", 12_000, (8, DistanceMetric::L2), 21).await;
     assert_eq!(ready(&t.db, "f").await.serving, HotPath::Hot);
     let q = vs[7].clone();
     let search = |k| t.db.hybrid_search("f", &q, json!({"bucket": 7}), k);
