@@ -380,7 +380,7 @@ impl Shared {
             // rows are searched exactly from then on instead of being lost.
             let mut unreachable = Vec::new();
             for (key, v) in &work {
-                let (keys, dist) = graph_search(&index, own, v, 1, None)?;
+                let (keys, dist) = graph_search(&index, own, v, self.cfg.expansion_search, None)?;
                 let reachable =
                     keys.first() == Some(key) || dist.first().is_some_and(|d| *d <= 1e-6);
                 if !reachable {

@@ -19,27 +19,44 @@ const MAX_SEEN: usize = 64;
 
 /// One bit per row key: set when the row matches the filter.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Bits(Vec<u64>);
+pub(crate) struct Bits {
+    words: Vec<u64>,
+    /// Bits set: the rows that match.
+    ones: usize,
+}
 
 impl Bits {
     pub fn get(&self, key: u64) -> bool {
-        self.0
+        self.words
             .get((key / 64) as usize)
             .is_some_and(|w| w & (1 << (key % 64)) != 0)
     }
 
+    /// Rows that match.
+    pub fn ones(&self) -> usize {
+        self.ones
+    }
+
     fn set(&mut self, key: u64, on: bool) {
         let at = (key / 64) as usize;
-        if at >= self.0.len() {
+        if at >= self.words.len() {
             if !on {
                 return;
             }
-            self.0.resize(at + 1, 0);
+            self.words.resize(at + 1, 0);
         }
-        if on {
-            self.0[at] |= 1 << (key % 64);
-        } else {
-            self.0[at] &= !(1 << (key % 64));
+        let bit = 1 << (key % 64);
+        let was = self.words[at] & bit != 0;
+        match (was, on) {
+            (false, true) => {
+                self.words[at] |= bit;
+                self.ones += 1;
+            }
+            (true, false) => {
+                self.words[at] &= !bit;
+                self.ones -= 1;
+            }
+            _ => {}
         }
     }
 }
@@ -141,7 +158,7 @@ impl FilterBits {
             .1
             .iter()
             .filter_map(|e| e.bits.as_ref())
-            .map(|b| b.0.capacity() as u64 * 8)
+            .map(|b| b.words.capacity() as u64 * 8)
             .sum()
     }
 }
@@ -180,6 +197,7 @@ mod tests {
         let bits = fb.lookup(&f, &rows).expect("second use: bits");
         let matching = (0..MIN_ROWS as u64).filter(|k| bits.get(*k)).count();
         assert_eq!(matching, MIN_ROWS / 10);
+        assert_eq!(bits.ones(), matching);
         assert!(bits.get(3) && !bits.get(4));
         drop(bits);
         let key = MIN_ROWS as u64 + 100;
@@ -188,6 +206,7 @@ mod tests {
         fb.removed(13);
         let bits = fb.lookup(&f, &rows).unwrap();
         assert!(bits.get(key) && !bits.get(key + 1) && !bits.get(13));
+        assert_eq!(bits.ones(), MIN_ROWS / 10, "one in, one out");
         assert!(fb.bytes() >= MIN_ROWS as u64 / 8);
         // A small table evaluates row by row.
         assert!(fb.lookup(&f, &RowMap::default()).is_none());

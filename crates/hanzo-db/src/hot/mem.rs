@@ -108,7 +108,7 @@ impl Layout {
             },
             connectivity: cfg.connectivity,
             expansion_add: cfg.expansion_add,
-            expansion_search: cfg.expansion_search,
+            expansion_search: search_floor(cfg),
             multi: false,
         };
         let index = Index::new(&options).map_err(usearch_err)?;
@@ -169,6 +169,15 @@ pub(crate) fn graph_search(
     } else {
         run(index, query, count, accept)
     }
+}
+
+/// The breadth the graph itself is given: the smaller of the two. usearch
+/// searches with the larger of it and the count asked for, so each search
+/// picks its own breadth by asking for that many results.
+pub(crate) fn search_floor(cfg: &HotConfig) -> usize {
+    cfg.expansion_search
+        .min(cfg.filtered_expansion_search)
+        .max(1)
 }
 
 /// Thread contexts reserved in every index: more than can search at once.

@@ -26,7 +26,7 @@ use crate::schema::DistanceMetric;
 use crate::security::format::{self, Algorithm, ChunkSize, Encryptor};
 use crate::security::store::KeySource;
 
-use super::mem::{Budget, Layout, Mem, search_threads, usearch_err};
+use super::mem::{Budget, Layout, Mem, search_floor, search_threads, usearch_err};
 use super::row::{Meta, Row, RowMap};
 
 const MAGIC: &[u8; 7] = b"HZHOT1\n";
@@ -315,7 +315,7 @@ pub(crate) fn load(
                 .reserve_capacity_and_threads(cap, search_threads())
                 .map_err(usearch_err)?;
             index.change_expansion_add(cfg.expansion_add);
-            index.change_expansion_search(cfg.expansion_search);
+            index.change_expansion_search(search_floor(cfg));
             Ok(index)
         });
         let rows = read_rows(&mut r, header.rows);

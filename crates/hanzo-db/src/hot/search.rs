@@ -108,7 +108,22 @@ pub(crate) fn nearest(
     let mut out: Vec<(u64, f32)> = if in_graph < cfg.exact_below.max(1) {
         exact(mem, query, filter, true)
     } else {
-        let want = (k * cfg.rerank_factor.max(1)).max(k);
+        // Candidates for re-ranking, where full-precision vectors are kept.
+        let want = match mem.layout.keep_f32 {
+            true => (k * cfg.rerank_factor.max(1)).max(k),
+            false => k,
+        };
+        // The breadth of this search (see `search_floor`): a filter's
+        // selectivity, once known, scales it down.
+        let want = want.max(match &bits {
+            Some(bits) => {
+                let s = bits.ones() as f64 / mem.rows.len().max(1) as f64;
+                let ef = (cfg.expansion_search as f64 * s).ceil() as usize;
+                let least = cfg.filtered_expansion_search.min(cfg.expansion_search);
+                ef.clamp(least, cfg.expansion_search)
+            }
+            None => cfg.expansion_search,
+        });
         let accept = filter.map(|_| &accept as &dyn Fn(u64) -> bool);
         let (keys, dist) = graph_search(&mem.index, mem.layout.own_i8(), query, want, accept)?;
         let mut found: Vec<(u64, f32)> = keys
