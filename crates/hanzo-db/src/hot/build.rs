@@ -10,11 +10,11 @@ use usearch::Index;
 use crate::error::{Error, Result};
 use crate::query::Projection;
 
-use super::Shared;
 use super::mem::{Layout, Mem, graph_add, graph_search, search_threads, usearch_err};
 use super::persist::{self, Expect};
 use super::row::RowMap;
 use super::table::{After, OpLog, State, TableHot, apply_to, claim, row_from};
+use super::{Shared, background};
 
 /// Rows moved into the graph per step while folding.
 /// Rows folded per thread per step (a step holds the table's read lock).
@@ -276,21 +276,27 @@ impl Shared {
             }
             let index = mem.index.clone();
             let own = layout.own_i8();
-            tokio::task::spawn_blocking(move || add_parallel(&index, own, &work, build_threads()))
+            let added = background::spawn("hanzo-hot-build", move || {
+                add_parallel(&index, own, &work, build_threads())
+            })
+            .map_err(|e| Error::engine("usearch", "hot index build", e))?;
+            added
                 .await
                 .map_err(|e| Error::engine("usearch", "hot index build", e))??;
         }
         Ok(Some(mem))
     }
 
-    /// Moves pending rows into the graph on a blocking thread, a chunk at a
-    /// time, releasing the table's lock between chunks so searches go on.
+    /// Moves pending rows into the graph on a thread of lower priority
+    /// ([`background`]), a chunk at a time, releasing the table's lock
+    /// between chunks so searches go on.
     pub(crate) fn spawn_fold(self: &Arc<Self>, t: Arc<TableHot>) {
         if !claim(&t.folding) {
             return;
         }
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let t2 = t.clone();
+        let started = background::spawn("hanzo-hot-fold", move || {
             loop {
                 match me.fold_step(&t) {
                     Ok(false) => continue,
@@ -324,6 +330,10 @@ impl Shared {
                 return;
             }
         });
+        if let Err(e) = started {
+            tracing::warn!(table = %t2.name, error = %e, "could not start folding");
+            t2.folding.store(false, Ordering::Release);
+        }
     }
 
     /// Folds one chunk; returns true when nothing is left to fold. The

@@ -24,6 +24,7 @@
 //! not fit [`HotConfig::memory_budget_bytes`] is served by LanceDB's own
 //! index; [`HotIndex::status`] says which path serves each table.
 
+mod background;
 mod build;
 mod filters;
 mod mem;
