@@ -34,6 +34,7 @@ mod frame;
 mod read;
 mod recover;
 mod segment;
+mod syncer;
 mod table;
 mod view;
 

@@ -160,6 +160,8 @@ pub struct Segment {
     /// One past the last sequence number known durable.
     synced: AtomicU64,
     failed: AtomicBool,
+    /// Why an `fsync` failed, if one did (no later one is trusted).
+    sync_failed: std::sync::Mutex<Option<(std::io::ErrorKind, String)>>,
 }
 
 impl Segment {
@@ -198,6 +200,7 @@ impl Segment {
             written: AtomicU64::new(first_seq),
             synced: AtomicU64::new(first_seq),
             failed: AtomicBool::new(false),
+            sync_failed: std::sync::Mutex::new(None),
         })
     }
 
@@ -213,7 +216,7 @@ impl Segment {
         if self.failed.load(Ordering::Acquire) {
             return Err(integrity(
                 &self.path,
-                "an earlier append to this log failed and could not be undone; no more writes are accepted until it is folded",
+                "an earlier append to this log failed and could not be undone, or an fsync of it failed; no more writes are accepted until it is folded",
             ));
         }
         let frame = self.sealer.seal(seq, payload);
@@ -261,10 +264,29 @@ impl Segment {
 
     /// Flushes every frame appended so far to stable storage.
     pub fn sync(&self) -> Result<()> {
+        if let Some(e) = self.sync_error() {
+            return Err(e);
+        }
         let upto = self.written.load(Ordering::Acquire);
-        self.file.sync_data().map_err(io(&self.path))?;
+        if let Err(e) = self.file.sync_data() {
+            // After a failed `fsync` the kernel may have dropped the pages:
+            // a later one succeeding proves nothing, so none is trusted.
+            self.failed.store(true, Ordering::Release);
+            *self.sync_failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((e.kind(), e.to_string()));
+            return Err(io(&self.path)(e));
+        }
         self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// The error of a failed `fsync`, if one failed.
+    pub fn sync_error(&self) -> Option<Error> {
+        let failed = self.sync_failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.as_ref().map(|(kind, msg)| Error::Io {
+            path: self.path.display().to_string(),
+            source: std::io::Error::new(*kind, msg.clone()),
+        })
     }
 }
 
@@ -414,13 +436,13 @@ fn any_frame_header(b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::record::MultimodalRecord;
     use crate::security::format::DataKey;
     use crate::security::store::StaticKeys;
 
-    fn keys(encrypted: bool) -> LogKeys {
+    pub(in crate::buffer) fn keys(encrypted: bool) -> LogKeys {
         LogKeys {
             keys: encrypted.then(|| {
                 Arc::new(StaticKeys::new([9u8; 16], DataKey::new([4u8; 32]))) as Arc<dyn KeySource>

@@ -9,8 +9,8 @@
 //! - `state` (a short synchronous lock) guards the rows, the current segment
 //!   and the sequence numbers: appending a frame and applying it to the rows
 //!   happen under it together, so the log order is the apply order.
-//! - `sync_lock` (async) admits one `fsync` at a time; writers whose frame
-//!   the running `fsync` covers return without another (group commit).
+//! - group commit needs no lock: writers wait for the table's sync thread
+//!   (`syncer.rs`), whose every `fsync` covers all frames appended before it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use super::codec::Op;
 use super::segment::{LogKeys, Segment, sync_dir};
+use super::syncer::Syncer;
 use super::view::{Buffered, Overlay, Pending};
 use crate::backend::{DeleteSelector, VectorDatabase};
 use crate::error::{Error, Result};
@@ -65,7 +66,7 @@ pub struct TableBuf {
     state: Mutex<State>,
     /// Held while the engine's copy of the table changes.
     pub engine_lock: Arc<tokio::sync::Mutex<()>>,
-    sync_lock: tokio::sync::Mutex<()>,
+    syncer: Syncer,
     version: AtomicU64,
 }
 
@@ -110,7 +111,7 @@ impl TableBuf {
                 dropped: false,
             }),
             engine_lock: Arc::new(tokio::sync::Mutex::new(())),
-            sync_lock: tokio::sync::Mutex::new(()),
+            syncer: Syncer::start(name)?,
             version: AtomicU64::new(version),
         })
     }
@@ -177,14 +178,7 @@ impl TableBuf {
     /// Returns once frame `seq` of `segment` is on stable storage, sharing
     /// one `fsync` among every writer waiting at the time.
     pub async fn make_durable(&self, segment: &Arc<Segment>, seq: u64) -> Result<()> {
-        if segment.is_synced(seq) {
-            return Ok(());
-        }
-        let _one_at_a_time = self.sync_lock.lock().await;
-        if segment.is_synced(seq) {
-            return Ok(());
-        }
-        blocking(segment.clone(), |s| s.sync()).await
+        self.syncer.wait_durable(segment, seq).await
     }
 
     /// `fsync`s the current segment if frames are waiting (used when writes
@@ -194,7 +188,6 @@ impl TableBuf {
         if !seg.has_unsynced() {
             return Ok(());
         }
-        let _one_at_a_time = self.sync_lock.lock().await;
         blocking(seg, |s| s.sync()).await
     }
 
@@ -215,9 +208,18 @@ impl TableBuf {
         };
         // The next segment is made (and made durable) before writers switch to it.
         let first_seq = self.state().next_seq;
-        let next = Arc::new(Segment::create(
-            &self.dir, &self.name, number, first_seq, ctx.keys, ctx.sync,
-        )?);
+        // (File creation, 1 MiB of zeros and two fsyncs: off the async workers,
+        // which the writers acknowledged meanwhile need.)
+        let (dir, name, keys, sync) = (
+            self.dir.clone(),
+            self.name.clone(),
+            ctx.keys.clone(),
+            ctx.sync,
+        );
+        let next = Arc::new(
+            off_worker(move || Segment::create(&dir, &name, number, first_seq, &keys, sync))
+                .await?,
+        );
         let (snapshot, old) = {
             let mut st = self.state();
             // Frames appended since `first_seq` was read go to the old segment;
@@ -234,9 +236,7 @@ impl TableBuf {
         if ctx.sync {
             // Everything before the new segment is durable before its frames can be.
             let old = old.clone();
-            tokio::task::spawn_blocking(move || old.sync())
-                .await
-                .map_err(|e| Error::engine("write buffer", "log fsync", e))??;
+            off_worker(move || old.sync()).await?;
         }
         let started = std::time::SystemTime::now();
         match apply_to_engine(ctx.inner, &self.name, &snapshot, false).await {
@@ -250,22 +250,8 @@ impl TableBuf {
                     std::mem::take(&mut st.sealed)
                 };
                 self.set_version(version);
-                for s in &sealed {
-                    match std::fs::remove_file(&s.path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(source) => {
-                            return Err(Error::Io {
-                                path: s.path.display().to_string(),
-                                source,
-                            });
-                        }
-                    }
-                }
-                if ctx.sync {
-                    sync_dir(&self.dir)?;
-                }
-                Ok(())
+                let (dir, sync) = (self.dir.clone(), ctx.sync);
+                off_worker(move || remove_sealed(&sealed, &dir, sync)).await
             }
             Err(e) => {
                 // Nothing is lost: the rows go back to the buffer (newer writes
@@ -287,9 +273,37 @@ impl TableBuf {
 
 /// Runs a blocking `fsync` on the blocking pool, off the async threads.
 async fn blocking(seg: Arc<Segment>, f: fn(&Segment) -> Result<()>) -> Result<()> {
-    tokio::task::spawn_blocking(move || f(&seg))
+    off_worker(move || f(&seg)).await
+}
+
+/// Runs blocking file work on the blocking pool, off the async threads.
+async fn off_worker<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::engine("write buffer", "log fsync", e))?
+        .map_err(|e| Error::engine("write buffer", "log file work", e))?
+}
+
+/// Removes folded segments (the engine holds their rows now), then makes
+/// the removal durable.
+fn remove_sealed(sealed: &[Arc<Segment>], dir: &std::path::Path, sync: bool) -> Result<()> {
+    for s in sealed {
+        match std::fs::remove_file(&s.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    path: s.path.display().to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Applies a write call to the buffered rows.
