@@ -426,8 +426,17 @@ impl Shared {
         if !self.cfg.persist {
             return;
         }
+        // `folding` is claimed here, not on the thread: whoever waits for the
+        // table to settle (`wait_hot`, the bench before timing searches)
+        // waits for this save too.
+        if !claim(&t.folding) {
+            return;
+        }
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.save_now(&t));
+        let t2 = t.clone();
+        if background::spawn("hanzo-hot-save", move || me.save_and_release(&t2)).is_err() {
+            t.folding.store(false, Ordering::Release);
+        }
     }
 
     /// On close: waits for a running fold to finish, then saves.
@@ -446,13 +455,11 @@ impl Shared {
         t.folding.store(false, Ordering::Release);
     }
 
-    /// Saves a table's state if it is hot and has unsaved writes. Folding
-    /// and saving exclude each other (both hold `folding`): the graph is
-    /// never serialised while rows are being added to it.
-    pub(crate) fn save_now(self: &Arc<Self>, t: &Arc<TableHot>) {
-        if !self.cfg.persist || !claim(&t.folding) {
-            return;
-        }
+    /// Saves a table's state if it is hot and has unsaved writes, with
+    /// `folding` held, then releases it. Folding and saving exclude each
+    /// other (both hold `folding`): the graph is never serialised while rows
+    /// are being added to it.
+    fn save_and_release(self: &Arc<Self>, t: &Arc<TableHot>) {
         self.save_claimed(t);
         t.folding.store(false, Ordering::Release);
         // Writes made meanwhile could not start a fold.
