@@ -21,6 +21,9 @@ pub(super) struct Kept {
     pub payload_bytes: u64,
     pub truth: Vec<Vec<u64>>,
     pub truth_filtered: Vec<Vec<u64>>,
+    /// The index the kept run built (absent in files kept before it was recorded).
+    #[serde(default)]
+    pub index: Option<IndexSpec>,
 }
 
 /// Inserts `n` rows in batches of `--batch`; returns (vectors/s, payload bytes, rows).

@@ -337,7 +337,7 @@ async fn run_one(
             kept.n,
             None,
             None,
-            None,
+            kept.index,
             kept.payload_bytes,
             kept.truth,
             kept.truth_filtered,
@@ -355,6 +355,7 @@ async fn run_one(
                     payload_bytes,
                     truth: truths.clone(),
                     truth_filtered: ftruth.clone(),
+                    index: spec.clone(),
                 };
                 std::fs::write(&kept_path, serde_json::to_vec(&kept)?)?;
             }

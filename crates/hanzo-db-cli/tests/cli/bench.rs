@@ -1,5 +1,7 @@
 //! The benchmark, small: every figure present and sane. No time assertions.
 
+use serde_json::json;
+
 use crate::common::Env;
 
 #[test]
@@ -106,7 +108,7 @@ fn bench_reuse_times_a_kept_database_again() {
             "--single-ms",
             "100",
             "--index",
-            "none",
+            "auto",
             "--metric",
             "cosine",
         ];
@@ -126,6 +128,8 @@ fn bench_reuse_times_a_kept_database_again() {
     let again = env.json(&args(&["--reuse"]));
     assert!(again["single_insert_ps"].is_null() && again["insert_vps"].is_null());
     assert_eq!(again["params"]["n"], 3000);
+    assert!(again["index_build_s"].is_null());
+    assert_eq!(again["params"]["index"], json!({"type": "auto"}), "{again}");
     // The same rows and ground truth: recall is measured on what was kept.
     assert!(again["recall_at_k"].as_f64().unwrap() > 0.9, "{again}");
     assert!(again["notes"].to_string().contains("reused"));

@@ -1,4 +1,5 @@
-//! Group commit: one thread per table runs the log's `fsync`s. A writer
+//! Group commit: one thread per table runs the log's `fsync`s (started when
+//! a write waits, gone after 2 s without one). A writer
 //! appends its frame, asks for a sync and waits until the segment's synced
 //! mark passes its frame. The thread syncs whenever frames wait, and each
 //! `fsync` covers every frame appended before it started; frames appended
@@ -9,51 +10,58 @@
 //! writers reached 14k durable writes/s with one core idle.)
 
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::segment::Segment;
 use crate::error::{Error, Result};
 
-/// A table's sync thread; it ends when this is dropped.
+/// A sync thread with nothing to do for this long ends; the next write
+/// starts another (a database with many quiet tables holds no threads).
+const IDLE: Duration = Duration::from_secs(2);
+
+/// A table's group commit: its sync thread, started on demand.
 #[derive(Debug)]
 pub(super) struct Syncer {
+    name: String,
     shared: Arc<Shared>,
-    /// Bumped after every round of syncs.
-    rounds: watch::Receiver<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
     /// Segments with frames someone waits for (a few at most).
     wanted: Vec<Arc<Segment>>,
+    /// A thread is running (it empties `wanted`).
+    running: bool,
     closed: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// Bumped after every round of syncs.
+    rounds: watch::Sender<u64>,
 }
 
 impl Syncer {
-    /// Starts the thread for the table `name`.
-    pub fn start(name: &str) -> Result<Self> {
-        let shared = Arc::new(Shared::default());
-        let (tx, rounds) = watch::channel(0u64);
-        let s = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("hanzo-wal-{name}"))
-            .spawn(move || run(&s, &tx))
-            .map_err(|e| Error::engine("write buffer", "starting the log's sync thread", e))?;
-        Ok(Self { shared, rounds })
+    /// The group commit of the table `name` (no thread until a write waits).
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                ready: Condvar::new(),
+                rounds: watch::Sender::new(0),
+            }),
+        }
     }
 
     /// Returns once frame `seq` of `segment` is on stable storage.
     pub async fn wait_durable(&self, segment: &Arc<Segment>, seq: u64) -> Result<()> {
         // Subscribed before asking, so the round that covers the frame is seen.
-        let mut rounds = self.rounds.clone();
-        rounds.mark_unchanged();
+        let mut rounds = self.shared.rounds.subscribe();
         if segment.is_synced(seq) {
             return Ok(());
         }
@@ -61,6 +69,16 @@ impl Syncer {
             let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             if !q.wanted.iter().any(|s| Arc::ptr_eq(s, segment)) {
                 q.wanted.push(segment.clone());
+            }
+            if !q.running {
+                let shared = self.shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("hanzo-wal-{}", self.name))
+                    .spawn(move || run(&shared))
+                    .map_err(|e| {
+                        Error::engine("write buffer", "starting the log's sync thread", e)
+                    })?;
+                q.running = true;
             }
         }
         self.shared.ready.notify_one();
@@ -71,14 +89,15 @@ impl Syncer {
             if let Some(e) = segment.sync_error() {
                 return Err(e);
             }
-            if rounds.changed().await.is_err() {
-                return Err(Error::engine(
-                    "write buffer",
-                    "log fsync",
-                    "the log's sync thread stopped",
-                ));
-            }
+            // The sender lives in `shared`, which `self` holds: never closed.
+            let _ = rounds.changed().await;
         }
+    }
+
+    /// Whether a sync thread is running now.
+    #[cfg(test)]
+    fn running(&self) -> bool {
+        self.shared.queue.lock().unwrap().running
     }
 }
 
@@ -93,14 +112,22 @@ impl Drop for Syncer {
     }
 }
 
-fn run(shared: &Shared, rounds: &watch::Sender<u64>) {
+fn run(shared: &Shared) {
     loop {
         let wanted = {
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             while q.wanted.is_empty() && !q.closed {
-                q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                let (next, waited) = shared
+                    .ready
+                    .wait_timeout(q, IDLE)
+                    .unwrap_or_else(|p| p.into_inner());
+                q = next;
+                if waited.timed_out() && q.wanted.is_empty() {
+                    break;
+                }
             }
             if q.wanted.is_empty() {
+                q.running = false;
                 return;
             }
             std::mem::take(&mut q.wanted)
@@ -109,7 +136,7 @@ fn run(shared: &Shared, rounds: &watch::Sender<u64>) {
             // A failure is kept by the segment and reported to its waiters.
             let _ = s.sync();
         }
-        rounds.send_modify(|r| *r += 1);
+        shared.rounds.send_modify(|r| *r += 1);
     }
 }
 
@@ -122,7 +149,8 @@ mod tests {
     async fn every_writer_returns_once_its_frame_is_synced() {
         let dir = tempfile::tempdir().unwrap();
         let seg = Arc::new(Segment::create(dir.path(), "t", 0, 0, &keys(true), true).unwrap());
-        let syncer = Arc::new(Syncer::start("t").unwrap());
+        let syncer = Arc::new(Syncer::new("t"));
+        assert!(!syncer.running(), "no thread before a write waits");
         let next = Arc::new(Mutex::new(0u64));
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -144,7 +172,14 @@ mod tests {
             t.await.unwrap();
         }
         assert!(!seg.has_unsynced());
-        let rounds = *syncer.rounds.borrow();
+        let rounds = *syncer.shared.rounds.borrow();
         assert!((1..=400).contains(&rounds), "{rounds} rounds");
+        assert!(syncer.running());
+        // Idle, the thread ends; the next write starts another.
+        tokio::time::sleep(IDLE + Duration::from_millis(500)).await;
+        assert!(!syncer.running());
+        seg.append(400, b"frame").unwrap();
+        syncer.wait_durable(&seg, 400).await.unwrap();
+        assert!(seg.is_synced(400));
     }
 }

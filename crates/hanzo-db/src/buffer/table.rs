@@ -111,7 +111,7 @@ impl TableBuf {
                 dropped: false,
             }),
             engine_lock: Arc::new(tokio::sync::Mutex::new(())),
-            syncer: Syncer::start(name)?,
+            syncer: Syncer::new(name),
             version: AtomicU64::new(version),
         })
     }
