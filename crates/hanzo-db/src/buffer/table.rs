@@ -188,7 +188,7 @@ impl TableBuf {
         if !seg.has_unsynced() {
             return Ok(());
         }
-        blocking(seg, |s| s.sync()).await
+        off_worker("log fsync", move || seg.sync()).await
     }
 
     /// Folds every buffered row into the engine (waits for a running fold).
@@ -217,8 +217,10 @@ impl TableBuf {
             ctx.sync,
         );
         let next = Arc::new(
-            off_worker(move || Segment::create(&dir, &name, number, first_seq, &keys, sync))
-                .await?,
+            off_worker("new log segment", move || {
+                Segment::create(&dir, &name, number, first_seq, &keys, sync)
+            })
+            .await?,
         );
         let (snapshot, old) = {
             let mut st = self.state();
@@ -236,7 +238,7 @@ impl TableBuf {
         if ctx.sync {
             // Everything before the new segment is durable before its frames can be.
             let old = old.clone();
-            off_worker(move || old.sync()).await?;
+            off_worker("log fsync", move || old.sync()).await?;
         }
         let started = std::time::SystemTime::now();
         match apply_to_engine(ctx.inner, &self.name, &snapshot, false).await {
@@ -251,7 +253,10 @@ impl TableBuf {
                 };
                 self.set_version(version);
                 let (dir, sync) = (self.dir.clone(), ctx.sync);
-                off_worker(move || remove_sealed(&sealed, &dir, sync)).await
+                off_worker("removing folded log segments", move || {
+                    remove_sealed(&sealed, &dir, sync)
+                })
+                .await
             }
             Err(e) => {
                 // Nothing is lost: the rows go back to the buffer (newer writes
@@ -271,18 +276,15 @@ impl TableBuf {
     }
 }
 
-/// Runs a blocking `fsync` on the blocking pool, off the async threads.
-async fn blocking(seg: Arc<Segment>, f: fn(&Segment) -> Result<()>) -> Result<()> {
-    off_worker(move || f(&seg)).await
-}
-
-/// Runs blocking file work on the blocking pool, off the async threads.
+/// Runs blocking file work (`what`, for its error) on the blocking pool,
+/// off the async threads.
 async fn off_worker<T: Send + 'static>(
+    what: &'static str,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::engine("write buffer", "log file work", e))?
+        .map_err(|e| Error::engine("write buffer", what, e))?
 }
 
 /// Removes folded segments (the engine holds their rows now), then makes
@@ -402,9 +404,7 @@ pub async fn apply_to_engine(
 
 /// [`sync_tree`] off the async threads.
 pub async fn sync_engine_dir(dir: PathBuf, since: std::time::SystemTime) -> Result<()> {
-    tokio::task::spawn_blocking(move || sync_tree(&dir, since))
-        .await
-        .map_err(|e| Error::engine("write buffer", "engine fsync", e))??;
+    off_worker("engine fsync", move || sync_tree(&dir, since)).await?;
     Ok(())
 }
 

@@ -66,16 +66,20 @@ impl Layout {
         }
     }
 
-    /// Estimated bytes per row: quantised vector, graph links, the two
+    /// Estimated bytes per row in the graph: quantised vector and links.
+    pub fn graph_bytes(&self, connectivity: usize) -> u64 {
+        self.dim as u64 * self.scalar_bytes() + connectivity as u64 * 8 + 48
+    }
+
+    /// Estimated bytes per row: [`graph_bytes`](Self::graph_bytes), the two
     /// table slots, the full-precision copy where kept, and a typical small payload.
     pub fn row_bytes(&self, connectivity: usize) -> u64 {
-        let graph = (connectivity as u64) * 8 + 48;
         let f32s = if self.keep_f32 {
             self.dim as u64 * 4
         } else {
             0
         };
-        self.dim as u64 * self.scalar_bytes() + graph + f32s + 300
+        self.graph_bytes(connectivity) + f32s + 300
     }
 
     /// True when vectors reach the graph as our own `i8` ([`quantize_i8`])
@@ -248,9 +252,7 @@ impl Mem {
     /// Estimated bytes this state needs: graph and quantised vectors per
     /// row, plus the rows themselves.
     pub fn needed_bytes(&self, connectivity: usize) -> u64 {
-        let per =
-            self.layout.dim as u64 * self.layout.scalar_bytes() + connectivity as u64 * 8 + 48;
-        self.rows.len() as u64 * per + self.rows.bytes()
+        self.rows.len() as u64 * self.layout.graph_bytes(connectivity) + self.rows.bytes()
     }
 
     /// Bytes in use: the graph's resident part and the rows. usearch's own
@@ -292,11 +294,10 @@ impl Mem {
 
     /// Removes every row with this id; returns how many.
     pub fn remove_id(&mut self, id: &str) -> usize {
-        let Some(keys) = self.rows.ids.remove(id) else {
+        let Some(keys) = self.rows.remove_id(id) else {
             return 0;
         };
         for &key in keys.as_slice() {
-            self.rows.remove_key(key);
             self.filters.removed(key);
             if self.index.contains(key) {
                 // A soft delete in usearch; the slot is reused by later adds.

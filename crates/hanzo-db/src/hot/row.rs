@@ -198,11 +198,11 @@ impl Keys {
 /// Rows by key and keys by id: one table's rows, or a load's before its graph is there.
 #[derive(Debug, Default)]
 pub(crate) struct RowMap {
-    pub ids: HashMap<Arc<str>, Keys>,
+    ids: HashMap<Arc<str>, Keys>,
     /// Keys are ours (sequential), so a fast non-keyed hash is safe here.
-    pub rows: FxHashMap<u64, Row>,
+    rows: FxHashMap<u64, Row>,
     /// Heap bytes of the rows (see [`Row::bytes`]).
-    pub heap: u64,
+    heap: u64,
 }
 
 impl RowMap {
@@ -230,11 +230,15 @@ impl RowMap {
         self.rows.insert(key, row);
     }
 
-    /// Removes a row by key (its id keeps its other keys).
-    pub fn remove_key(&mut self, key: u64) -> Option<Row> {
-        let row = self.rows.remove(&key)?;
-        self.heap = self.heap.saturating_sub(row.bytes());
-        Some(row)
+    /// Removes every row with this id; returns their keys.
+    pub fn remove_id(&mut self, id: &str) -> Option<Keys> {
+        let keys = self.ids.remove(id)?;
+        for key in keys.as_slice() {
+            if let Some(row) = self.rows.remove(key) {
+                self.heap = self.heap.saturating_sub(row.bytes());
+            }
+        }
+        Some(keys)
     }
 
     /// Drops a row's full-precision vector (it is in the graph now).
@@ -314,9 +318,9 @@ mod tests {
         assert!(m.heap > 0);
         m.drop_vector(0);
         assert!(m.rows[&0].vector.is_empty());
-        for k in 0..3 {
-            assert!(m.remove_key(k).is_some());
-        }
+        assert_eq!(m.remove_id("a").unwrap().as_slice(), [0, 1]);
+        assert_eq!(m.remove_id("b").unwrap().as_slice(), [2]);
+        assert!(m.remove_id("a").is_none() && m.len() == 0);
         assert_eq!(m.heap, 0);
         assert!(m.bytes() > 0, "the tables keep their capacity");
         assert_eq!(heap(0), 0);
