@@ -249,6 +249,14 @@ impl Mem {
         self.pending.len()
     }
 
+    /// Live rows the graph could not reach when they were added.
+    pub fn unreachable_rows(&self) -> usize {
+        self.stragglers
+            .iter()
+            .filter(|k| self.rows.contains_key(k))
+            .count()
+    }
+
     /// Estimated bytes this state needs: graph and quantised vectors per
     /// row, plus the rows themselves.
     pub fn needed_bytes(&self, connectivity: usize) -> u64 {

@@ -53,6 +53,10 @@ struct Header {
     /// found by asking the graph for every key).
     #[serde(default)]
     pending: Option<Vec<u64>>,
+    /// Keys in the graph that its search could not reach when they were
+    /// added, searched exactly (files before this field: none).
+    #[serde(default)]
+    unreachable: Vec<u64>,
 }
 
 /// The file of a table's index.
@@ -144,6 +148,12 @@ fn write_file(tmp: &Path, mem: &Mem, sealing: &Sealing) -> Result<u64> {
                 .filter(|k| mem.rows.contains_key(k))
                 .collect(),
         ),
+        unreachable: mem
+            .stragglers
+            .iter()
+            .copied()
+            .filter(|k| mem.rows.contains_key(k))
+            .collect(),
     };
     let header = serde_json::to_vec(&header).expect("header serialises");
     let mut written = 0u64;
@@ -360,6 +370,11 @@ pub(crate) fn load(
     };
     pending.sort_unstable();
     mem.pending = pending;
+    mem.stragglers = header
+        .unreachable
+        .into_iter()
+        .filter(|k| mem.rows.contains_key(k) && mem.index.contains(*k))
+        .collect();
     Ok(Some(mem))
 }
 
@@ -405,4 +420,69 @@ fn drop_early_if_wrong(plain: &[u8]) -> Result<()> {
 /// Removes a table's file, if any.
 pub(crate) fn remove(dir: &Path, table: &str) {
     let _ = std::fs::remove_file(path_for(dir, table));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    #[test]
+    fn unreachable_rows_survive_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = HotConfig::default();
+        let budget = Arc::new(Budget {
+            limit: 1 << 30,
+            used: AtomicU64::new(0),
+        });
+        let layout = Layout {
+            dim: 4,
+            metric: DistanceMetric::L2,
+            scalar: HotQuantization::F32,
+            keep_f32: true,
+        };
+        let index = layout.new_index(&cfg, 16).unwrap();
+        let mut mem = Mem {
+            layout,
+            index: Arc::new(index),
+            rows: RowMap::with_capacity(4),
+            filters: Default::default(),
+            pending: Vec::new(),
+            stragglers: Vec::new(),
+            next_key: 0,
+            version: 3,
+            from_disk: false,
+            dirty: 1,
+            reserved: 0,
+            budget: budget.clone(),
+        };
+        for i in 0..3 {
+            let v = vec![i as f32, 1.0, 0.0, 0.0];
+            let row = Row::new(format!("r{i}"), None, Default::default(), v.clone());
+            let key = mem.add_built(row);
+            super::super::mem::graph_add(&mem.index, false, key, &v).unwrap();
+        }
+        // Key 1 marked unreachable; key 2's row deleted (it is not saved as one).
+        mem.stragglers = vec![1, 2];
+        mem.rows.remove_id("r2");
+        let sealing = Sealing {
+            keys: None,
+            alg: Algorithm::default(),
+            chunk: ChunkSize::default(),
+        };
+        save(dir.path(), "t", &mem, &sealing).unwrap();
+        let want = Expect {
+            version: 3,
+            layout,
+            cfg: &cfg,
+            budget: &budget,
+        };
+        let back = load(dir.path(), "t", &sealing, want)
+            .unwrap()
+            .expect("loaded");
+        assert_eq!(back.stragglers, vec![1]);
+        assert_eq!(back.unreachable_rows(), 1);
+        assert_eq!(back.rows.len(), 2);
+    }
 }

@@ -51,6 +51,10 @@ pub struct HotStatus {
     pub rows: u64,
     /// Rows written but not yet in the graph (searched exactly meanwhile).
     pub pending_rows: u64,
+    /// Rows in the graph its search could not reach when they were added
+    /// (HNSW can leave an outlier without links to it); searched exactly.
+    #[serde(default)]
+    pub unreachable_rows: u64,
     /// Estimated memory in use, bytes.
     pub memory_bytes: u64,
     /// How the graph stores vectors (`i8`, `f16`, `f32`).
@@ -283,6 +287,7 @@ impl TableHot {
             serving: HotPath::Building,
             rows: 0,
             pending_rows: 0,
+            unreachable_rows: 0,
             memory_bytes: 0,
             quantization: None,
             rerank: false,
@@ -302,6 +307,7 @@ impl TableHot {
                 s.serving = HotPath::Hot;
                 s.rows = mem.live_rows() as u64;
                 s.pending_rows = mem.pending_rows() as u64;
+                s.unreachable_rows = mem.unreachable_rows() as u64;
                 s.memory_bytes = {
                     let _no_adds = self.adding.lock().unwrap_or_else(|p| p.into_inner());
                     mem.memory_bytes()

@@ -84,3 +84,33 @@ async fn blobs_are_byte_exact_and_not_read_by_plain_search() {
             .unwrap();
     assert_eq!(full[0].record, rec);
 }
+
+#[tokio::test]
+async fn a_large_insert_is_one_version_written_in_parallel_batches() {
+    // 300 rows of 64 KiB text: over the 16 MiB a batch handed to Lance holds,
+    // so LanceDB writes two batches (two fragments) in one commit.
+    let t = lance_db().await;
+    t.db.create_table("big", TableSchema::new(8)).await.unwrap();
+    let before = t.db.version("big").await.unwrap();
+    let vectors = random_vectors(300, 8, 11);
+    let records: Vec<_> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            MultimodalRecord::new(format!("r{i}"), v.clone())
+                .with_text(format!("{i}:").repeat(65536 / (format!("{i}:").len())))
+        })
+        .collect();
+    t.db.insert("big", records.clone()).await.unwrap();
+    assert_eq!(t.db.version("big").await.unwrap(), before + 1);
+    assert_eq!(t.db.count("big", None).await.unwrap(), 300);
+    for i in [0, 150, 299] {
+        let got =
+            t.db.get("big", &format!("r{i}"))
+                .await
+                .unwrap()
+                .expect("stored");
+        assert_eq!(got.text, records[i].text);
+        assert_eq!(got.vector, records[i].vector);
+    }
+}
