@@ -330,6 +330,10 @@ impl Core {
         if buffered >= self.config.max_rows {
             self.wake.notify_one();
         }
+        if segment.wants_zeros() {
+            let seg = segment.clone();
+            tokio::task::spawn_blocking(move || seg.extend_ahead());
+        }
         if self.config.sync {
             t.make_durable(&segment, seq).await?;
         }

@@ -16,9 +16,11 @@ use super::row::RowMap;
 use super::table::{After, OpLog, State, TableHot, apply_to, claim, row_from};
 use super::{Shared, background};
 
-/// Rows moved into the graph per step while folding.
-/// Rows folded per thread per step (a step holds the table's read lock).
-const FOLD_CHUNK: usize = 64;
+/// Rows folded per thread per step (a step's adds hold the table's write
+/// lock, so searches wait for them: at 1M x 768, about 5 ms).
+const FOLD_CHUNK: usize = 16;
+/// The same during a bulk load (a search waits up to about 20 ms).
+const FOLD_CHUNK_BULK: usize = 64;
 /// Pending rows from which folding uses every core (a bulk load).
 const BULK_PENDING: usize = 4096;
 
@@ -337,11 +339,10 @@ impl Shared {
     }
 
     /// Folds one chunk; returns true when nothing is left to fold. The
-    /// chunk is taken under the table's write lock, added to the graph under
-    /// the read lock (usearch takes concurrent adds and searches once its
-    /// capacity is reserved, so searches go on meanwhile; writes, deletes and
-    /// saves wait for the chunk), and settled under the write lock again.
-    /// Its rows stay pending (searched exactly) until settled.
+    /// chunk is taken under the table's write lock, added to the graph
+    /// under it too (searches wait: see below), checked for reachability
+    /// under the read lock, and settled under the write lock again. Its
+    /// rows stay pending (searched exactly) until settled.
     fn fold_step(&self, t: &TableHot) -> Result<bool> {
         let (index, taken, work, threads, own) = {
             let mut state = t.state.write().expect("lock");
@@ -360,20 +361,24 @@ impl Shared {
             }
             // A bulk load gets every core; a trickle of writes leaves one
             // to the foreground.
-            let threads = if mem.pending.len() >= BULK_PENDING {
-                build_threads()
+            let (threads, per) = if mem.pending.len() >= BULK_PENDING {
+                (build_threads(), FOLD_CHUNK_BULK)
             } else {
-                background_threads()
+                (background_threads(), FOLD_CHUNK)
             };
-            let taken = mem.pending.len().min(FOLD_CHUNK * threads);
+            let taken = mem.pending.len().min(per * threads);
             let work: Vec<(u64, Vec<f32>)> = mem.pending[..taken]
                 .iter()
                 .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.to_vec())))
                 .collect();
             (mem.index.clone(), taken, work, threads, mem.layout.own_i8())
         };
-        let unreachable = {
-            let state = t.state.read().expect("lock");
+        {
+            // Adds hold the write lock: usearch's base-layer search reads
+            // neighbour lists without locking them, and an add rewrites
+            // them (searches running during adds crashed in tests). A chunk
+            // is small, so a search waits a few milliseconds at most.
+            let state = t.state.write().expect("lock");
             let State::Hot(mem) = &*state else {
                 return Ok(true);
             };
@@ -381,11 +386,17 @@ impl Shared {
                 // Rebuilt meanwhile: the new state has its own pending rows.
                 return Ok(false);
             }
-            let added = {
-                let _adding = t.adding.lock().unwrap_or_else(|p| p.into_inner());
-                add_parallel(&index, own, &work, threads)
+            let _adding = t.adding.lock().unwrap_or_else(|p| p.into_inner());
+            add_parallel(&index, own, &work, threads)?;
+        }
+        let unreachable = {
+            let state = t.state.read().expect("lock");
+            let State::Hot(mem) = &*state else {
+                return Ok(true);
             };
-            added?;
+            if !Arc::ptr_eq(&mem.index, &index) {
+                return Ok(false);
+            }
             // HNSW can leave an outlier with no links pointing to it; such
             // rows are searched exactly from then on instead of being lost.
             let mut unreachable = Vec::new();
