@@ -375,6 +375,17 @@ pub(crate) fn load(
         .into_iter()
         .filter(|k| mem.rows.contains_key(k) && mem.index.contains(*k))
         .collect();
+    // Files saved before unreachable rows kept their vectors: take the
+    // graph's copy once here, not at every search.
+    for key in mem.stragglers.clone() {
+        let dim = mem.layout.dim;
+        if mem.rows.get(&key).is_some_and(|r| r.vector.len() != dim) {
+            let mut v = vec![0f32; dim];
+            if matches!(mem.index.get(key, &mut v), Ok(n) if n > 0) {
+                mem.rows.set_vector(key, v.into_boxed_slice());
+            }
+        }
+    }
     Ok(Some(mem))
 }
 
@@ -463,8 +474,10 @@ mod tests {
             let key = mem.add_built(row);
             super::super::mem::graph_add(&mem.index, false, key, &v).unwrap();
         }
-        // Key 1 marked unreachable; key 2's row deleted (it is not saved as one).
+        // Key 1 marked unreachable (its vector dropped, as files before
+        // unreachable rows kept theirs had it); key 2's row deleted.
         mem.stragglers = vec![1, 2];
+        mem.rows.drop_vector(1);
         mem.rows.remove_id("r2");
         let sealing = Sealing {
             keys: None,
@@ -482,6 +495,7 @@ mod tests {
             .unwrap()
             .expect("loaded");
         assert_eq!(back.stragglers, vec![1]);
+        assert_eq!(&*back.rows.get(&1).unwrap().vector, &[1.0, 1.0, 0.0, 0.0]);
         assert_eq!(back.unreachable_rows(), 1);
         assert_eq!(back.rows.len(), 2);
     }

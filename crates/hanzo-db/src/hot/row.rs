@@ -249,6 +249,17 @@ impl RowMap {
         }
     }
 
+    /// Gives a row whose vector was dropped a vector again.
+    pub fn set_vector(&mut self, key: u64, vector: Box<[f32]>) {
+        if let Some(row) = self.rows.get_mut(&key) {
+            if !row.vector.is_empty() {
+                self.heap = self.heap.saturating_sub(heap(row.vector.len() * 4));
+            }
+            self.heap += heap(vector.len() * 4);
+            row.vector = vector;
+        }
+    }
+
     pub fn get(&self, key: &u64) -> Option<&Row> {
         self.rows.get(key)
     }
