@@ -127,9 +127,10 @@ pub(crate) struct TableHot {
     pub generation: AtomicU64,
     pub folding: AtomicBool,
     pub saving: AtomicBool,
-    /// Held while a fold adds to the graph under the read lock; usearch
-    /// calls that are not safe beside concurrent adds (`memory_usage`)
-    /// take it too.
+    /// Held while a fold adds to the graph; usearch calls that are not
+    /// safe beside concurrent adds (`memory_usage`) take it too. (A fold's
+    /// adds also hold the state's write lock, since searches are not safe
+    /// beside them either; this lock is kept for callers outside the state.)
     pub adding: std::sync::Mutex<()>,
     pub hot_searches: AtomicU64,
     pub lance_searches: AtomicU64,
