@@ -99,7 +99,9 @@ impl Op {
     }
 }
 
-fn record_len(r: &MultimodalRecord) -> usize {
+/// A record's encoded size in a log frame; also the engine's estimate of
+/// a record's bytes when it splits a large insert.
+pub(crate) fn record_len(r: &MultimodalRecord) -> usize {
     let opt = |b: Option<usize>| 1 + b.map_or(0, |n| 4 + n);
     4 + r.id.len()
         + 4

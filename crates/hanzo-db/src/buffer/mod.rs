@@ -61,6 +61,8 @@ use segment::{LogKeys, sync_dir};
 use table::{FoldCtx, TableBuf};
 use view::{Pending, normalise, view_get};
 
+pub(crate) use codec::record_len;
+
 /// A write call larger than this (in encoded bytes) bypasses the buffer.
 const MAX_SMALL_BYTES: usize = 8 << 20;
 /// Writers wait for a fold when a table holds this many times `max_rows`.

@@ -263,11 +263,7 @@ impl Segment {
     /// inline held every writer of the table for the ~1 ms that 1 MiB takes,
     /// three times per 1,024 rows at 768 dimensions.)
     pub fn wants_zeros(&self) -> bool {
-        let left = self
-            .allocated
-            .load(Ordering::Acquire)
-            .saturating_sub(self.end.load(Ordering::Acquire));
-        left < PREALLOC / 2
+        self.short_of_zeros()
             && !self.failed.load(Ordering::Acquire)
             && self
                 .extension_queued
@@ -282,8 +278,7 @@ impl Segment {
         {
             let _ext = self.extending.lock().unwrap_or_else(|p| p.into_inner());
             let allocated = self.allocated.load(Ordering::Acquire);
-            let end = self.end.load(Ordering::Acquire);
-            if allocated.saturating_sub(end) < PREALLOC / 2
+            if self.short_of_zeros()
                 && write_zeros(&self.file, allocated, allocated + PREALLOC).is_ok()
             {
                 self.allocated
@@ -291,6 +286,15 @@ impl Segment {
             }
         }
         self.extension_queued.store(false, Ordering::Release);
+    }
+
+    /// Whether less than half of [`PREALLOC`] of zeroed space is left.
+    fn short_of_zeros(&self) -> bool {
+        let left = self
+            .allocated
+            .load(Ordering::Acquire)
+            .saturating_sub(self.end.load(Ordering::Acquire));
+        left < PREALLOC / 2
     }
 
     /// Bytes of frames (and header) in the file; zeros follow.

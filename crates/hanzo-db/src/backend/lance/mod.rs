@@ -71,18 +71,8 @@ const APPEND_CHUNK_BYTES: usize = 16 << 20;
 /// backend sees a record.
 async fn append(e: &Entry, table: &str, records: &[MultimodalRecord]) -> Result<u64> {
     let sample = &records[..records.len().min(64)];
-    let payload: usize = sample
-        .iter()
-        .map(|r| {
-            r.id.len()
-                + r.text.as_ref().map_or(0, String::len)
-                + r.image.as_ref().map_or(0, Vec::len)
-                + r.audio.as_ref().map_or(0, Vec::len)
-                + r.blobs.iter().map(|b| b.data.len()).sum::<usize>()
-                + 16 * r.metadata.len()
-        })
-        .sum();
-    let row_bytes = e.schema.dimension * 4 + payload / sample.len().max(1);
+    let payload: usize = sample.iter().map(crate::buffer::record_len).sum();
+    let row_bytes = payload / sample.len().max(1);
     let chunk_rows = (APPEND_CHUNK_BYTES / row_bytes.max(1)).max(1);
     let batches = records
         .chunks(chunk_rows)
