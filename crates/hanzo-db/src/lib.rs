@@ -46,6 +46,12 @@
 //! - [`buffer::WriteBuffer`]: small writes acknowledged from an encrypted log
 //!   and folded into the engine in batches (on by default, [`WriteBufferConfig`]).
 //!
+//! ## Allocator
+//! Set jemalloc (`tikv-jemallocator`) as your application's global
+//! allocator, as the `hanzo-db` CLI does. Under glibc's malloc a process that
+//! has bulk-loaded and indexed a large table keeps a fragmented heap, and
+//! LanceDB searches in it run slower and hold more memory (see the README).
+//!
 //! ## Crate features
 //! - `lancedb` (default): the LanceDB engine.
 //! - `postgres`: PostgreSQL with pgvector ([`backend::postgres`]), selected

@@ -339,10 +339,10 @@ impl Shared {
     }
 
     /// Folds one chunk; returns true when nothing is left to fold. The
-    /// chunk is taken under the table's write lock, added to the graph
-    /// under it too (searches wait: see below), checked for reachability
-    /// under the read lock, and settled under the write lock again. Its
-    /// rows stay pending (searched exactly) until settled.
+    /// chunk is taken under the table's state lock, added to the graph under
+    /// the graph's write lock alone (searches wait, inserts go on), checked
+    /// for reachability under the graph's read lock, and settled under both
+    /// write locks. Its rows stay pending (searched exactly) until settled.
     fn fold_step(&self, t: &TableHot) -> Result<bool> {
         let (index, taken, work, threads, own) = {
             let mut state = t.state.write().expect("lock");
@@ -374,31 +374,16 @@ impl Shared {
             (mem.index.clone(), taken, work, threads, mem.layout.own_i8())
         };
         {
-            // Adds hold the write lock: usearch's base-layer search reads
-            // neighbour lists without locking them, and an add rewrites
-            // them (searches running during adds crashed in tests). A chunk
-            // is small, so a search waits a few milliseconds at most.
-            let state = t.state.write().expect("lock");
-            let State::Hot(mem) = &*state else {
-                return Ok(true);
-            };
-            if !Arc::ptr_eq(&mem.index, &index) {
-                // Rebuilt meanwhile: the new state has its own pending rows.
-                return Ok(false);
-            }
-            let _adding = t.adding.lock().unwrap_or_else(|p| p.into_inner());
+            // Adds hold the graph's lock, not the state's: searches wait for
+            // them (a step is small: a few milliseconds), inserts do not.
+            let _graph = t.graph.write().expect("lock");
             add_parallel(&index, own, &work, threads)?;
         }
+        // HNSW can leave an outlier with no links pointing to it; such rows
+        // are searched exactly from then on instead of being lost. The check
+        // reads the graph only, so writes go on meanwhile.
         let unreachable = {
-            let state = t.state.read().expect("lock");
-            let State::Hot(mem) = &*state else {
-                return Ok(true);
-            };
-            if !Arc::ptr_eq(&mem.index, &index) {
-                return Ok(false);
-            }
-            // HNSW can leave an outlier with no links pointing to it; such
-            // rows are searched exactly from then on instead of being lost.
+            let _graph = t.graph.read().expect("lock");
             let mut unreachable = Vec::new();
             for (key, v) in &work {
                 let (keys, dist) = graph_search(&index, own, v, self.cfg.expansion_search, None)?;
@@ -419,6 +404,7 @@ impl Shared {
         }
         // Writes only push to the end of `pending`: the chunk is still first.
         mem.pending.drain(..taken);
+        let _graph = t.graph.write().expect("lock");
         for (key, _) in &work {
             if !mem.rows.contains_key(key) {
                 // Deleted while it was being added: out of the graph again.
@@ -491,6 +477,7 @@ impl Shared {
         }
         let saved = {
             let state = t.state.read().expect("lock");
+            let _graph = t.graph.read().expect("lock");
             match &*state {
                 State::Hot(mem) if mem.dirty > 0 => {
                     match persist::save(&self.dir, &t.name, mem, &self.sealing) {

@@ -287,7 +287,10 @@ impl HotIndex {
             let State::Hot(mem) = &*state else {
                 return Ok(None);
             };
-            let best = search::nearest(mem, &self.shared.cfg, query, req.k, req.filter.as_ref())?;
+            let best = {
+                let _graph = t.graph.read().expect("lock");
+                search::nearest(mem, &self.shared.cfg, query, req.k, req.filter.as_ref())?
+            };
             if search::served_from_memory(mem, &req.projection) {
                 return Ok(Some(
                     best.into_iter()

@@ -127,11 +127,14 @@ pub(crate) struct TableHot {
     pub generation: AtomicU64,
     pub folding: AtomicBool,
     pub saving: AtomicBool,
-    /// Held while a fold adds to the graph; usearch calls that are not
-    /// safe beside concurrent adds (`memory_usage`) take it too. (A fold's
-    /// adds also hold the state's write lock, since searches are not safe
-    /// beside them either; this lock is kept for callers outside the state.)
-    pub adding: std::sync::Mutex<()>,
+    /// Guards the usearch graph: a fold's adds and every removal take it
+    /// for writing; searches, saves and `memory_usage` for reading. usearch's
+    /// base-layer search reads neighbour lists without locking them while an
+    /// add rewrites them (searches beside adds crashed in tests). Writes that
+    /// only add rows (inserts) do not take it, so they go on while a fold
+    /// adds. Lock order: `state`, then `graph`; never `state` while holding
+    /// `graph`.
+    pub graph: RwLock<()>,
     pub hot_searches: AtomicU64,
     pub lance_searches: AtomicU64,
     /// Writes applied so far (a build after a bulk load waits for a pause).
@@ -163,7 +166,7 @@ impl TableHot {
             generation: AtomicU64::new(0),
             folding: AtomicBool::new(false),
             saving: AtomicBool::new(false),
-            adding: std::sync::Mutex::new(()),
+            graph: RwLock::new(()),
             hot_searches: AtomicU64::new(0),
             lance_searches: AtomicU64::new(0),
             writes_seen: AtomicU64::new(0),
@@ -221,6 +224,9 @@ impl TableHot {
                 }
             }
             State::Hot(mem) => {
+                // Upserts and deletes may take rows out of the graph.
+                let _graph = (!matches!(op, Op::Insert(_) | Op::Touch))
+                    .then(|| self.graph.write().expect("lock"));
                 apply_to(mem, op);
                 if let Some(v) = version {
                     mem.version = v;
@@ -310,7 +316,7 @@ impl TableHot {
                 s.pending_rows = mem.pending_rows() as u64;
                 s.unreachable_rows = mem.unreachable_rows() as u64;
                 s.memory_bytes = {
-                    let _no_adds = self.adding.lock().unwrap_or_else(|p| p.into_inner());
+                    let _no_adds = self.graph.read().expect("lock");
                     mem.memory_bytes()
                 };
                 s.quantization = Some(mem.layout.name().to_string());
