@@ -547,6 +547,10 @@ async fn single_runs(
     let single_vec: Arc<Vec<Vec<f32>>> =
         Arc::new((0..SINGLE_POOL).map(|_| single_gen.next_vec()).collect());
     let window = Duration::from_millis(a.single_ms);
+    ctx.out.note(format!(
+        "bench: single-record inserts, 1 then 8 writers, {} ms each",
+        a.single_ms
+    ));
     let (single_insert_ps, single_insert_8w_ps) =
         single_inserts(db, dim, metric, &single_vec, window).await?;
     let nosync_dir = root.join(if encrypted {
