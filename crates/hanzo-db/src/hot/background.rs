@@ -35,12 +35,12 @@ pub(crate) fn spawn<T: Send + 'static>(
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn lower_priority() {
-    let tid = nix::unistd::gettid().as_raw() as nix::libc::id_t;
+    let tid = nix::unistd::gettid().as_raw();
     // SAFETY: `setpriority` takes plain integers and touches no memory of
     // ours; on Linux, PRIO_PROCESS with a thread id sets that thread only.
     // Failing leaves the thread at normal priority, which is harmless.
     unsafe {
-        nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid, NICE);
+        nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid as nix::libc::id_t, NICE);
     }
     // SCHED_IDLE: a waking thread of normal policy preempts this one at
     // once, where the scheduler would otherwise let it run out its slice.
@@ -48,7 +48,7 @@ fn lower_priority() {
     // SAFETY: `param` is a valid sched_param for the call; with a thread id
     // this sets that thread's policy only. Failing leaves the nice value.
     unsafe {
-        nix::libc::sched_setscheduler(tid as nix::libc::pid_t, nix::libc::SCHED_IDLE, &param);
+        nix::libc::sched_setscheduler(tid, nix::libc::SCHED_IDLE, &param);
     }
 }
 

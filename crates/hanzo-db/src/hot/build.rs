@@ -16,7 +16,7 @@ use super::row::RowMap;
 use super::table::{After, OpLog, State, TableHot, apply_to, claim, row_from};
 use super::{Shared, background};
 
-/// Rows folded per thread per step (a step's adds hold the table's write
+/// Rows folded per thread per step (a step's adds hold the graph's write
 /// lock, so searches wait for them: at 1M x 768, about 5 ms).
 const FOLD_CHUNK: usize = 16;
 /// The same during a bulk load (a search waits up to about 20 ms).

@@ -27,12 +27,12 @@ use object_store::{Attributes, GetOptions, GetRange, GetResult, GetResultPayload
 
 use super::format::{Header, plaintext_len};
 
-/// Plaintext chunk cache (see the module docs).
-/// Keys are random file ids and chunk numbers, or paths this process
-/// wrote: nothing an attacker picks, so FxHash instead of SipHash (which
-/// took a sixth of an uncached scan's time).
+/// The caches' hasher. Keys are random file ids and chunk numbers, or paths
+/// this process wrote: nothing an attacker picks, so FxHash instead of
+/// SipHash (which took a sixth of an uncached scan's time).
 type Fx = rustc_hash::FxBuildHasher;
 
+/// Plaintext chunk cache (see the module docs).
 pub(crate) struct PlainCache {
     chunks: moka::sync::Cache<([u8; 16], u64), Bytes, Fx>,
     files: moka::sync::Cache<Path, (ObjectMeta, Header), Fx>,
