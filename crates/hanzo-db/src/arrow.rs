@@ -243,6 +243,64 @@ pub fn records_to_batch(schema: &TableSchema, records: &[MultimodalRecord]) -> R
     RecordBatch::try_new(arrow, columns).map_err(|e| Error::engine("arrow", "building a batch", e))
 }
 
+/// A record as the engine returns it once stored, without building a batch:
+/// the same as [`batch_to_rows`] of [`records_to_batch`] for this one record
+/// (typed fields converted to their column's type, or dropped where they do
+/// not convert; the other metadata keys through JSON text). Single-record
+/// writes take this path (the batch round trip was a fifth of their CPU).
+pub fn normalise_record(schema: &TableSchema, r: &MultimodalRecord) -> MultimodalRecord {
+    let rest: Map<String, Value> = r
+        .metadata
+        .iter()
+        .filter(|(k, _)| schema.field_type(k).is_none())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut metadata = if rest.is_empty() {
+        Map::new()
+    } else {
+        // Through the text the metadata column holds, as a read does.
+        match serde_json::from_str::<Value>(&Value::Object(rest).to_string()) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    };
+    for f in &schema.fields {
+        let Some(v) = r.metadata.get(&f.name).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let typed = match f.kind {
+            FieldType::String => v.as_str().map(Value::from),
+            FieldType::Int => v.as_i64().map(Value::from),
+            FieldType::Float => v.as_f64().map(Value::from),
+            FieldType::Bool => v.as_bool().map(Value::from),
+            FieldType::Timestamp => timestamp_micros(v)
+                .ok()
+                .map(|m| Value::from(format_timestamp(m))),
+            FieldType::StringList => v.as_array().map(|items| {
+                Value::Array(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(Value::from)
+                        .collect(),
+                )
+            }),
+        };
+        if let Some(t) = typed {
+            metadata.insert(f.name.clone(), t);
+        }
+    }
+    MultimodalRecord {
+        id: r.id.clone(),
+        vector: r.vector.clone(),
+        text: r.text.clone(),
+        image: r.image.clone(),
+        audio: r.audio.clone(),
+        blobs: r.blobs.clone(),
+        metadata,
+    }
+}
+
 /// One row read back: the record and the engine's `_distance` / `_score`.
 pub struct Row {
     /// The record.
@@ -400,5 +458,61 @@ mod tests {
         assert_eq!(rows[1].record, plain);
         let back = table_schema_from_arrow("t", &arrow_schema(&schema)).unwrap();
         assert_eq!(back, schema);
+    }
+
+    #[test]
+    fn normalise_record_equals_the_batch_round_trip() {
+        use serde_json::json;
+        let schema = TableSchema::new(2)
+            .field("s", FieldType::String)
+            .field("i", FieldType::Int)
+            .field("f", FieldType::Float)
+            .field("b", FieldType::Bool)
+            .field("at", FieldType::Timestamp)
+            .field("tags", FieldType::StringList);
+        // Typed fields of the right type, of a convertible or a wrong one,
+        // null, absent; untyped keys of every JSON kind; every optional part.
+        let values = [
+            json!("x"),
+            json!(3),
+            json!(-7.25),
+            json!(1e300),
+            json!(0.1),
+            json!(true),
+            json!(null),
+            json!("2024-01-02T03:04:05+02:00"),
+            json!(1_700_000_000_000_000_i64),
+            json!(["a", 1, "b", null]),
+            json!({"k": [1, 2.5, "z"]}),
+            json!(u64::MAX),
+        ];
+        let names = ["s", "i", "f", "b", "at", "tags", "other", "id"];
+        let mut records = vec![MultimodalRecord::new("empty", vec![0.0, -0.0])];
+        for (n, v) in values.iter().enumerate() {
+            let mut r = MultimodalRecord::new(format!("r{n}"), vec![n as f32, 0.5])
+                .with_metadata(names[n % names.len()], v.clone())
+                .with_metadata(names[(n + 3) % names.len()], v.clone());
+            if n % 2 == 0 {
+                r = r.with_text(if n % 4 == 0 { "" } else { "text" });
+            }
+            if n % 3 == 0 {
+                r = r
+                    .with_image(vec![n as u8; n])
+                    .with_audio(Vec::<u8>::new())
+                    .with_blob(Blob::new("model/gltf-binary", vec![7; n]));
+            }
+            records.push(r);
+        }
+        let batch = records_to_batch(&schema, &records).unwrap();
+        let rows = batch_to_rows(&schema, &batch, None).unwrap();
+        for (r, row) in records.iter().zip(&rows) {
+            assert_eq!(normalise_record(&schema, r), row.record, "record {}", r.id);
+        }
+        // A schema without typed fields.
+        let bare = TableSchema::new(2);
+        let rows = batch_to_rows(&bare, &records_to_batch(&bare, &records).unwrap(), None).unwrap();
+        for (r, row) in records.iter().zip(&rows) {
+            assert_eq!(normalise_record(&bare, r), row.record, "record {}", r.id);
+        }
     }
 }

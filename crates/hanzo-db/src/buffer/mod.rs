@@ -30,6 +30,7 @@
 //! process's small writes once they are folded.
 
 mod codec;
+mod engine_sync;
 mod frame;
 mod read;
 mod recover;

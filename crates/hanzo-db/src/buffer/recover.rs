@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::codec::Op;
+use super::engine_sync::EngineSync;
 use super::segment::{list_segments, read_segment, sync_dir};
-use super::table::{self, apply_to_engine, replay_apply};
+use super::table::{apply_to_engine, replay_apply};
 use super::view::{Overlay, normalise};
 use super::{Core, io_err};
 use crate::error::Result;
@@ -84,7 +85,7 @@ impl Core {
             let started = std::time::SystemTime::now();
             apply_to_engine(&self.inner, name, &overlay, true).await?;
             if let (true, Some(dir)) = (self.config.sync, self.engine_dir(name)) {
-                table::sync_engine_dir(dir, started).await?;
+                EngineSync::new().sync(dir, started).await?;
             }
         }
         for path in &segments {

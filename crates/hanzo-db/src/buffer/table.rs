@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::codec::Op;
+use super::engine_sync::EngineSync;
 use super::segment::{LogKeys, Segment, sync_dir};
 use super::syncer::Syncer;
 use super::view::{Buffered, Overlay, Pending};
@@ -67,6 +68,8 @@ pub struct TableBuf {
     /// Held while the engine's copy of the table changes.
     pub engine_lock: Arc<tokio::sync::Mutex<()>>,
     syncer: Syncer,
+    /// The engine files folds have made durable.
+    engine_sync: EngineSync,
     version: AtomicU64,
 }
 
@@ -112,6 +115,7 @@ impl TableBuf {
             }),
             engine_lock: Arc::new(tokio::sync::Mutex::new(())),
             syncer: Syncer::new(name),
+            engine_sync: EngineSync::new(),
             version: AtomicU64::new(version),
         })
     }
@@ -244,7 +248,7 @@ impl TableBuf {
         match apply_to_engine(ctx.inner, &self.name, &snapshot, false).await {
             Ok(version) => {
                 if let (true, Some(dir)) = (ctx.sync, &ctx.engine_dir) {
-                    sync_engine_dir(dir.clone(), started).await?;
+                    self.engine_sync.sync(dir.clone(), started).await?;
                 }
                 let sealed = {
                     let mut st = self.state();
@@ -400,48 +404,4 @@ pub async fn apply_to_engine(
         inner.insert(table, records).await?;
     }
     inner.version(table).await.or(Ok(0))
-}
-
-/// [`sync_tree`] off the async threads.
-pub async fn sync_engine_dir(dir: PathBuf, since: std::time::SystemTime) -> Result<()> {
-    off_worker("engine fsync", move || sync_tree(&dir, since)).await?;
-    Ok(())
-}
-
-/// `fsync`s every file under `dir` changed since `since`, and the directories
-/// holding them: the engine's new data, manifests and transactions are on
-/// stable storage before the log that could rebuild them is removed.
-/// Returns whether anything under `dir` changed.
-fn sync_tree(dir: &std::path::Path, since: std::time::SystemTime) -> Result<bool> {
-    let slack = since - std::time::Duration::from_secs(2);
-    let mut dirty = false;
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => {
-            return Err(Error::Io {
-                path: dir.display().to_string(),
-                source,
-            });
-        }
-    };
-    for e in rd.flatten() {
-        let Ok(meta) = e.metadata() else { continue };
-        if meta.is_dir() {
-            dirty |= sync_tree(&e.path(), since)?;
-        } else if meta.modified().is_ok_and(|m| m >= slack) {
-            dirty = true;
-            let p = e.path();
-            std::fs::File::open(&p)
-                .and_then(|f| f.sync_all())
-                .map_err(|source| Error::Io {
-                    path: p.display().to_string(),
-                    source,
-                })?;
-        }
-    }
-    if dirty {
-        sync_dir(dir)?;
-    }
-    Ok(dirty)
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::arrow::{batch_to_rows, records_to_batch};
+use crate::arrow::normalise_record;
 use crate::error::Result;
 use crate::filter::{Condition, Filter, Leaf, Scalar};
 use crate::query::{Projection, SearchHit};
@@ -56,12 +56,10 @@ pub type Overlay = HashMap<Arc<str>, Pending>;
 
 /// Normalises records the way the engine stores them.
 pub fn normalise(schema: &TableSchema, records: &[MultimodalRecord]) -> Result<Vec<Arc<Buffered>>> {
-    let batch = records_to_batch(schema, records)?;
-    let rows = batch_to_rows(schema, &batch, None)?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let record = row.record;
+    Ok(records
+        .iter()
+        .map(|r| {
+            let record = normalise_record(schema, r);
             let fields = filter_fields(schema, &record);
             Arc::new(Buffered { record, fields })
         })

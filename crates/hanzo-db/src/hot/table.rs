@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::arrow::{batch_to_rows, records_to_batch};
+use crate::arrow::normalise_record;
 use crate::config::HotConfig;
 use crate::error::Result;
 use crate::filter::Filter;
@@ -350,20 +350,12 @@ pub(crate) fn apply_to(mem: &mut Mem, op: Op) {
 /// Records as LanceDB returns them (typed fields normalised: floats as
 /// floats, timestamps as RFC 3339), without blobs.
 pub(crate) fn to_rows(schema: &TableSchema, records: &[MultimodalRecord]) -> Result<Vec<Row>> {
-    let light: Vec<MultimodalRecord> = records
+    Ok(records
         .iter()
-        .map(|r| MultimodalRecord {
-            id: r.id.clone(),
-            vector: r.vector.clone(),
-            text: r.text.clone(),
-            metadata: r.metadata.clone(),
-            ..MultimodalRecord::default()
+        .map(|r| {
+            let n = normalise_record(schema, r);
+            Row::new(n.id, n.text, n.metadata, n.vector)
         })
-        .collect();
-    let batch = records_to_batch(schema, &light)?;
-    Ok(batch_to_rows(schema, &batch, None)?
-        .into_iter()
-        .map(|r| row_from(r.record))
         .collect())
 }
 
