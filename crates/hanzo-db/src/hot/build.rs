@@ -314,9 +314,7 @@ impl Shared {
                     }
                 }
                 let save = match &*t.state.read().expect("lock") {
-                    State::Hot(mem) => {
-                        me.cfg.persist && mem.dirty >= me.cfg.persist_every_writes.max(1)
-                    }
+                    State::Hot(mem) => me.cfg.persist && mem.save_due(me.cfg.persist_every_writes),
                     _ => false,
                 };
                 if save {
@@ -475,13 +473,15 @@ impl Shared {
         if !claim(&t.saving) {
             return;
         }
-        let saved = {
+        // Written under the table's locks (no row added or removed halfway);
+        // made durable after they are released, so writes go on meanwhile.
+        let staged = {
             let state = t.state.read().expect("lock");
             let _graph = t.graph.read().expect("lock");
             match &*state {
                 State::Hot(mem) if mem.dirty > 0 => {
-                    match persist::save(&self.dir, &t.name, mem, &self.sealing) {
-                        Ok(_) => Some((mem.dirty, mem.version)),
+                    match persist::stage(&self.dir, &t.name, mem, &self.sealing) {
+                        Ok(staged) => Some((staged, mem.dirty, mem.version)),
                         Err(e) => {
                             tracing::warn!(table = %t.name, error = %e, "saving the hot index failed");
                             None
@@ -491,6 +491,13 @@ impl Shared {
                 _ => None,
             }
         };
+        let saved = staged.and_then(|(staged, dirty, version)| match staged.commit() {
+            Ok(_) => Some((dirty, version)),
+            Err(e) => {
+                tracing::warn!(table = %t.name, error = %e, "saving the hot index failed");
+                None
+            }
+        });
         if let Some((dirty, version)) = saved {
             if let State::Hot(mem) = &mut *t.state.write().expect("lock") {
                 if mem.version == version {

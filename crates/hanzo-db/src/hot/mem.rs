@@ -257,6 +257,40 @@ impl Mem {
             .count()
     }
 
+    /// Stops keeping full-precision copies for re-ranking, in place: rows in
+    /// the graph drop theirs; rows not yet in it and unreachable ones keep
+    /// theirs (they are scored exactly). What a rebuild under a smaller
+    /// budget would make, without the rebuild (which re-read the table from
+    /// LanceDB and re-added every row while writes went on).
+    pub fn drop_full_precision(&mut self) {
+        if !self.layout.keep_f32 {
+            return;
+        }
+        self.layout.keep_f32 = false;
+        let keep: std::collections::HashSet<u64> = self
+            .pending
+            .iter()
+            .chain(&self.stragglers)
+            .copied()
+            .collect();
+        let drop: Vec<u64> = self
+            .rows
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for k in drop {
+            self.rows.drop_vector(k);
+        }
+    }
+
+    /// Whether unsaved writes call for a save: `every` of them (0: only on
+    /// close), and at least an eighth of the rows (a save rewrites the whole
+    /// table: at 1M × 768, 1.1 GB for every 1,000 writes otherwise).
+    pub fn save_due(&self, every: u64) -> bool {
+        every > 0 && self.dirty >= every.max(self.rows.len() as u64 / 8)
+    }
+
     /// Estimated bytes this state needs: graph and quantised vectors per
     /// row, plus the rows themselves.
     pub fn needed_bytes(&self, connectivity: usize) -> u64 {

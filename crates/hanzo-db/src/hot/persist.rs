@@ -90,18 +90,52 @@ impl Sink {
             }
         }
     }
-    fn finish(mut self) -> std::io::Result<()> {
+    /// Writes what is left; the file is not yet synced.
+    fn finish(mut self) -> std::io::Result<std::fs::File> {
         if let Some(enc) = self.enc.take() {
             enc.finish(&mut self.buf);
             self.file.write_all(&self.buf)?;
         }
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
+        self.file.into_inner().map_err(|e| e.into_error())
     }
 }
 
-/// Saves a table's state; returns the bytes written.
-pub(crate) fn save(dir: &Path, table: &str, mem: &Mem, sealing: &Sealing) -> Result<u64> {
+/// A table's state written to a temporary file, not yet durable nor in place.
+pub(crate) struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    file: std::fs::File,
+    /// Bytes of state written.
+    pub bytes: u64,
+}
+
+impl Staged {
+    /// `fsync`s the file, renames it over the saved state and makes the
+    /// rename durable. Needs no lock on the table: the caller releases its
+    /// locks first, so writes go on during the flush (which takes the
+    /// longest, hundreds of ms for a large table).
+    pub fn commit(self) -> Result<u64> {
+        let result = self
+            .file
+            .sync_all()
+            .map_err(io(&self.tmp))
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path).map_err(io(&self.path)))
+            .and_then(|()| match self.path.parent() {
+                Some(dir) => std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(dir)),
+                None => Ok(()),
+            });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result.map(|()| self.bytes)
+    }
+}
+
+/// Writes a table's state to a temporary file beside its saved state;
+/// [`Staged::commit`] puts it in place.
+pub(crate) fn stage(dir: &Path, table: &str, mem: &Mem, sealing: &Sealing) -> Result<Staged> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = path_for(dir, table);
     let tmp = dir.join(format!(
@@ -109,17 +143,27 @@ pub(crate) fn save(dir: &Path, table: &str, mem: &Mem, sealing: &Sealing) -> Res
         std::process::id(),
         rand::random::<u32>()
     ));
-    let result = write_file(&tmp, mem, sealing).and_then(|n| {
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        Ok(n)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match write_file(&tmp, mem, sealing) {
+        Ok((file, bytes)) => Ok(Staged {
+            tmp,
+            path,
+            file,
+            bytes,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
-fn write_file(tmp: &Path, mem: &Mem, sealing: &Sealing) -> Result<u64> {
+/// Saves a table's state; returns the bytes written.
+#[cfg(test)]
+pub(crate) fn save(dir: &Path, table: &str, mem: &Mem, sealing: &Sealing) -> Result<u64> {
+    stage(dir, table, mem, sealing)?.commit()
+}
+
+fn write_file(tmp: &Path, mem: &Mem, sealing: &Sealing) -> Result<(std::fs::File, u64)> {
     let file = std::fs::File::create(tmp).map_err(io(tmp))?;
     let enc = sealing.keys.as_ref().map(|keys| {
         let (id, key) = keys.current();
@@ -174,8 +218,8 @@ fn write_file(tmp: &Path, mem: &Mem, sealing: &Sealing) -> Result<u64> {
     }
     put(&mut sink, &chunk)?;
     put(&mut sink, &index)?;
-    sink.finish().map_err(io(tmp))?;
-    Ok(written)
+    let file = sink.finish().map_err(io(tmp))?;
+    Ok((file, written))
 }
 
 fn encode_row(key: u64, row: &Row, out: &mut Vec<u8>) {
@@ -193,6 +237,9 @@ fn encode_row(key: u64, row: &Row, out: &mut Vec<u8>) {
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
     out.extend_from_slice(&meta);
     out.extend_from_slice(&(row.vector.len() as u32).to_le_bytes());
+    #[cfg(target_endian = "little")]
+    out.extend_from_slice(bytemuck::cast_slice(&row.vector));
+    #[cfg(not(target_endian = "little"))]
     for x in &row.vector {
         out.extend_from_slice(&x.to_le_bytes());
     }

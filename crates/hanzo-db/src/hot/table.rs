@@ -234,9 +234,28 @@ impl TableHot {
                 let need = mem.needed_bytes(cfg.connectivity);
                 if need > mem.reserved {
                     let extra = (need - mem.reserved).max(mem.reserved / 4).max(1 << 20);
-                    if mem.budget.try_take(extra) {
+                    let fits = if mem.budget.try_take(extra) {
                         mem.reserved += extra;
+                        true
+                    } else if mem.layout.keep_f32 {
+                        // Over the budget: keep fewer bytes per row, in place.
+                        mem.drop_full_precision();
+                        let need = mem.needed_bytes(cfg.connectivity);
+                        let want = need + need / 8;
+                        if want <= mem.reserved {
+                            mem.budget.give_back(mem.reserved - want);
+                            mem.reserved = want;
+                            true
+                        } else if mem.budget.try_take(want - mem.reserved) {
+                            mem.reserved = want;
+                            true
+                        } else {
+                            false
+                        }
                     } else {
+                        false
+                    };
+                    if !fits {
                         // Over the budget: build again, keeping fewer bytes
                         // per row, or hand the table to LanceDB.
                         self.bulk.store(true, Ordering::Release);
@@ -253,9 +272,7 @@ impl TableHot {
                 After {
                     rebuild: false,
                     fold: !mem.pending.is_empty(),
-                    save: cfg.persist
-                        && cfg.persist_every_writes > 0
-                        && mem.dirty >= cfg.persist_every_writes,
+                    save: cfg.persist && mem.save_due(cfg.persist_every_writes),
                 }
             }
         }

@@ -533,6 +533,43 @@ async fn a_table_that_fits_only_quantised_stays_hot() {
     assert_eq!(hits[0].record.id, "r17");
 }
 
+/// A hot table that outgrows its budget with full-precision copies drops
+/// them in place and goes on serving (no rebuild, which would hand its
+/// searches to LanceDB meanwhile and re-add every row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_outgrowing_full_precision_drops_it_in_place() {
+    let t = temp(HotConfig {
+        memory_budget_bytes: 4_500_000,
+        ..graph_always()
+    })
+    .await;
+    let schema = TableSchema::new(256).metric(DistanceMetric::Cosine);
+    t.db.create_table("g", schema).await.unwrap();
+    let vs = random_vectors(3000, 256, 11);
+    let recs = bare(&vs);
+    t.db.insert("g", recs[..1000].to_vec()).await.unwrap();
+    let s = ready(&t.db, "g").await;
+    assert_eq!(s.serving, HotPath::Hot, "{s:?}");
+    assert!(s.rerank, "1,000 rows fit with full precision: {s:?}");
+    // Large enough to go past the write buffer, straight to the index.
+    t.db.insert("g", recs[1000..].to_vec()).await.unwrap();
+    let s = t.db.hot_status("g").unwrap();
+    assert_eq!(
+        s.serving,
+        HotPath::Hot,
+        "served at once, not rebuilt: {s:?}"
+    );
+    assert!(!s.rerank, "{s:?}");
+    assert_eq!(s.rows, 3000);
+    assert!(s.memory_bytes <= 4_500_000, "{s:?}");
+    let s = ready(&t.db, "g").await;
+    assert_eq!((s.serving, s.rows), (HotPath::Hot, 3000), "{s:?}");
+    for i in [17, 2017] {
+        let hits = t.db.vector_search("g", &vs[i], 1).await.unwrap();
+        assert_eq!(hits[0].record.id, format!("r{i}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hot_index_can_be_turned_off() {
     let t = temp(HotConfig {
