@@ -230,7 +230,9 @@ pub struct HotConfig {
     pub exact_below: usize,
     /// Save the index (encrypted) so that reopening does not rebuild it.
     pub persist: bool,
-    /// Save again after this many writes (and when the database is closed).
+    /// Save again after this many writes, once they are also an eighth of
+    /// the table's rows (a save rewrites the whole table), and when the
+    /// database is closed. 0: only when it is closed.
     pub persist_every_writes: u64,
 }
 
