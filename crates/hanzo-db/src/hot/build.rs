@@ -492,6 +492,12 @@ impl Shared {
             }
         };
         let saved = staged.and_then(|(staged, dirty, version)| match staged.commit() {
+            Ok(_) if matches!(&*t.state.read().expect("lock"), State::Lance { .. }) => {
+                // Dropped (or handed to LanceDB) while the file was synced:
+                // the drop's removal may have come before the rename.
+                persist::remove(&self.dir, &t.name);
+                None
+            }
             Ok(_) => Some((dirty, version)),
             Err(e) => {
                 tracing::warn!(table = %t.name, error = %e, "saving the hot index failed");
