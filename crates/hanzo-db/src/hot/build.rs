@@ -22,7 +22,7 @@ const FOLD_CHUNK: usize = 16;
 /// The same during a bulk load (a search waits up to about 20 ms).
 const FOLD_CHUNK_BULK: usize = 64;
 /// Pending rows from which folding uses every core (a bulk load).
-const BULK_PENDING: usize = 4096;
+pub(crate) const BULK_PENDING: usize = 4096;
 
 impl Shared {
     /// Acts on what applying a write asked for.

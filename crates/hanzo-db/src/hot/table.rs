@@ -237,8 +237,12 @@ impl TableHot {
                     let fits = if mem.budget.try_take(extra) {
                         mem.reserved += extra;
                         true
-                    } else if mem.layout.keep_f32 {
-                        // Over the budget: keep fewer bytes per row, in place.
+                    } else if mem.layout.keep_f32 && mem.pending.len() < super::build::BULK_PENDING
+                    {
+                        // Over the budget under a trickle of writes: keep
+                        // fewer bytes per row, in place. (A bulk load is
+                        // rebuilt as before: a build from LanceDB is faster
+                        // than folding its rows in one chunk at a time.)
                         mem.drop_full_precision();
                         let need = mem.needed_bytes(cfg.connectivity);
                         let want = need + need / 8;
