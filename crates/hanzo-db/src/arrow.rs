@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::query::Projection;
-use crate::record::{Blob, MultimodalRecord, format_timestamp, timestamp_micros};
+use crate::record::{Blob, MultimodalRecord, format_timestamp, timestamp_micros, untyped_metadata};
 use crate::schema::{FieldType, TableSchema};
 
 /// Arrow schema metadata key holding the [`TableSchema`] as JSON.
@@ -183,15 +183,7 @@ pub fn records_to_batch(schema: &TableSchema, records: &[MultimodalRecord]) -> R
         blobs.append(true);
     }
 
-    let metadata = StringArray::from_iter(records.iter().map(|r| {
-        let rest: Map<String, Value> = r
-            .metadata
-            .iter()
-            .filter(|(k, _)| schema.field_type(k).is_none())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        (!rest.is_empty()).then(|| Value::Object(rest).to_string())
-    }));
+    let metadata = StringArray::from_iter(records.iter().map(|r| untyped_metadata(schema, r)));
 
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(ids),
@@ -249,20 +241,10 @@ pub fn records_to_batch(schema: &TableSchema, records: &[MultimodalRecord]) -> R
 /// not convert; the other metadata keys through JSON text). Single-record
 /// writes take this path (the batch round trip was a fifth of their CPU).
 pub fn normalise_record(schema: &TableSchema, r: &MultimodalRecord) -> MultimodalRecord {
-    let rest: Map<String, Value> = r
-        .metadata
-        .iter()
-        .filter(|(k, _)| schema.field_type(k).is_none())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut metadata = if rest.is_empty() {
-        Map::new()
-    } else {
-        // Through the text the metadata column holds, as a read does.
-        match serde_json::from_str::<Value>(&Value::Object(rest).to_string()) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        }
+    // Through the text the metadata column holds, as a read does.
+    let mut metadata = match untyped_metadata(schema, r).map(|t| serde_json::from_str(&t)) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => Map::new(),
     };
     for f in &schema.fields {
         let Some(v) = r.metadata.get(&f.name).filter(|v| !v.is_null()) else {

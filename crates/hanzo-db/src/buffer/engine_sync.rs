@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::io_err;
 use super::segment::sync_dir;
-use crate::error::{Error, Result};
+use super::table::off_worker;
+use crate::error::Result;
 
 /// Files changed this long before a fold started are synced by it too: file
 /// times come from a coarse clock, and may run behind [`SystemTime::now`].
@@ -49,7 +51,7 @@ impl EngineSync {
     /// threads). Returns how many files it synced.
     pub async fn sync(&self, dir: PathBuf, since: SystemTime) -> Result<usize> {
         let synced = self.synced.clone();
-        tokio::task::spawn_blocking(move || {
+        off_worker("engine fsync", move || {
             let mut synced = synced.lock().unwrap_or_else(|p| p.into_inner());
             let cutoff = since.checked_sub(SLACK).unwrap_or(SystemTime::UNIX_EPOCH);
             let mut seen = HashMap::new();
@@ -60,7 +62,6 @@ impl EngineSync {
             Ok(count)
         })
         .await
-        .map_err(|e| Error::engine("write buffer", "engine fsync", e))?
     }
 }
 
@@ -73,14 +74,10 @@ fn sync_tree(
     seen: &mut HashMap<PathBuf, Stamp>,
     count: &mut usize,
 ) -> Result<bool> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| Error::Io { path, source }
-    };
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => return Err(io(dir)(source)),
+        Err(source) => return Err(io_err(dir)(source)),
     };
     let mut dirty = false;
     for e in rd.flatten() {
@@ -103,7 +100,7 @@ fn sync_tree(
         if before.get(&path) != Some(&stamp) {
             std::fs::File::open(&path)
                 .and_then(|f| f.sync_all())
-                .map_err(io(&path))?;
+                .map_err(io_err(&path))?;
             dirty = true;
             *count += 1;
         }

@@ -58,7 +58,8 @@ use crate::record::MultimodalRecord;
 use crate::schema::TableSchema;
 use crate::security::Security;
 use codec::Op;
-use segment::{LogKeys, sync_dir};
+use segment::LogKeys;
+pub(crate) use segment::sync_dir;
 use table::{FoldCtx, TableBuf};
 use view::{Pending, normalise, view_get};
 
@@ -323,7 +324,7 @@ impl Core {
     /// Logs a small write, applies it to the buffer, and returns once durable.
     async fn write_small(&self, t: &TableBuf, op: Op) -> Result<()> {
         let rows = match &op {
-            Op::Insert(r) | Op::Upsert(r) => normalise(&t.schema, r)?,
+            Op::Insert(r) | Op::Upsert(r) => normalise(&t.schema, r),
             Op::Delete(_) => Vec::new(),
         };
         if t.len() >= self.config.max_rows.saturating_mul(BACKPRESSURE) {

@@ -282,7 +282,7 @@ impl TableBuf {
 
 /// Runs blocking file work (`what`, for its error) on the blocking pool,
 /// off the async threads.
-async fn off_worker<T: Send + 'static>(
+pub(super) async fn off_worker<T: Send + 'static>(
     what: &'static str,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::arrow::normalise_record;
-use crate::error::Result;
 use crate::filter::{Condition, Filter, Leaf, Scalar};
 use crate::query::{Projection, SearchHit};
 use crate::record::{MultimodalRecord, timestamp_micros};
@@ -55,15 +54,15 @@ impl Pending {
 pub type Overlay = HashMap<Arc<str>, Pending>;
 
 /// Normalises records the way the engine stores them.
-pub fn normalise(schema: &TableSchema, records: &[MultimodalRecord]) -> Result<Vec<Arc<Buffered>>> {
-    Ok(records
+pub fn normalise(schema: &TableSchema, records: &[MultimodalRecord]) -> Vec<Arc<Buffered>> {
+    records
         .iter()
         .map(|r| {
             let record = normalise_record(schema, r);
             let fields = filter_fields(schema, &record);
             Arc::new(Buffered { record, fields })
         })
-        .collect())
+        .collect()
 }
 
 fn timestamp_fields(schema: &TableSchema) -> impl Iterator<Item = &str> {
@@ -255,7 +254,7 @@ mod tests {
             .with_metadata("at", "2024-01-02T00:00:00+02:00")
             .with_metadata("score", 3)
             .with_metadata("other", serde_json::json!({"x": 1}));
-        let rows = normalise(&schema(), &[rec]).unwrap();
+        let rows = normalise(&schema(), &[rec]);
         let r = &rows[0].record;
         assert_eq!(r.metadata["at"], "2024-01-01T22:00:00Z");
         assert_eq!(r.metadata["score"], 3.0);
@@ -274,7 +273,7 @@ mod tests {
         let recs: Vec<_> = (0..10)
             .map(|i| MultimodalRecord::new(format!("r{i}"), vec![i as f32, 0.0]))
             .collect();
-        let rows = normalise(&TableSchema::new(2), &recs).unwrap();
+        let rows = normalise(&TableSchema::new(2), &recs);
         let got = nearest(rows.iter().rev(), &[3.2, 0.0], DistanceMetric::L2, None, 3);
         let ids: Vec<_> = got.iter().map(|c| c.row.record.id.as_str()).collect();
         assert_eq!(ids, ["r3", "r4", "r2"]);

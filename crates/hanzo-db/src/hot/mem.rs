@@ -261,11 +261,10 @@ impl Mem {
     /// the graph drop theirs; rows not yet in it and unreachable ones keep
     /// theirs (they are scored exactly). What a rebuild under a smaller
     /// budget would make, without the rebuild (which re-read the table from
-    /// LanceDB and re-added every row while writes went on).
-    pub fn drop_full_precision(&mut self) {
-        if !self.layout.keep_f32 {
-            return;
-        }
+    /// LanceDB and re-added every row while writes went on). The reservation
+    /// is then resized to the smaller state and an eighth more; returns
+    /// whether that fits the budget.
+    pub fn drop_full_precision(&mut self, connectivity: usize) -> bool {
         self.layout.keep_f32 = false;
         let keep: std::collections::HashSet<u64> = self
             .pending
@@ -282,6 +281,15 @@ impl Mem {
         for k in drop {
             self.rows.drop_vector(k);
         }
+        let need = self.needed_bytes(connectivity);
+        let want = need + need / 8;
+        if want <= self.reserved {
+            self.budget.give_back(self.reserved - want);
+        } else if !self.budget.try_take(want - self.reserved) {
+            return false;
+        }
+        self.reserved = want;
+        true
     }
 
     /// Whether unsaved writes call for a save: `every` of them (0: only on

@@ -420,7 +420,7 @@ impl VectorDatabase for HotIndex {
         let Some(t) = self.shared.table(table).await? else {
             return self.inner().insert(table, records).await;
         };
-        let rows = to_rows(&t.schema, &records)?;
+        let rows = to_rows(&t.schema, &records);
         self.write_to(&t, Op::Insert(rows), |inner| async move {
             let v = inner.insert(table, records).await?;
             Ok((v, Some(v)))
@@ -442,9 +442,12 @@ impl VectorDatabase for HotIndex {
                     let fits = held
                         .as_ref()
                         .is_some_and(|v| v.len() + records.len() <= STREAM_TAP_ROWS);
-                    match (fits, to_rows(&schema, records)) {
-                        (true, Ok(rows)) => held.as_mut().expect("fits").extend(rows),
-                        _ => *held = None,
+                    if fits {
+                        held.as_mut()
+                            .expect("fits")
+                            .extend(to_rows(&schema, records));
+                    } else {
+                        *held = None;
                     }
                 }
                 batch
@@ -469,7 +472,7 @@ impl VectorDatabase for HotIndex {
         let Some(t) = self.shared.table(table).await? else {
             return self.inner().upsert(table, records).await;
         };
-        let rows = to_rows(&t.schema, &records)?;
+        let rows = to_rows(&t.schema, &records);
         self.write_to(&t, Op::Upsert(rows), |inner| async move {
             let v = inner.upsert(table, records).await?;
             Ok((v, Some(v)))

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{HotConfig, HotQuantization};
 use crate::error::{Error, Result};
+use crate::record::put_f32s_le;
 use crate::schema::DistanceMetric;
 use crate::security::format::{self, Algorithm, ChunkSize, Encryptor};
 use crate::security::store::KeySource;
@@ -121,9 +122,7 @@ impl Staged {
             .map_err(io(&self.tmp))
             .and_then(|()| std::fs::rename(&self.tmp, &self.path).map_err(io(&self.path)))
             .and_then(|()| match self.path.parent() {
-                Some(dir) => std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io(dir)),
+                Some(dir) => crate::buffer::sync_dir(dir),
                 None => Ok(()),
             });
         if result.is_err() {
@@ -237,12 +236,7 @@ fn encode_row(key: u64, row: &Row, out: &mut Vec<u8>) {
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
     out.extend_from_slice(&meta);
     out.extend_from_slice(&(row.vector.len() as u32).to_le_bytes());
-    #[cfg(target_endian = "little")]
-    out.extend_from_slice(bytemuck::cast_slice(&row.vector));
-    #[cfg(not(target_endian = "little"))]
-    for x in &row.vector {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    put_f32s_le(out, &row.vector);
 }
 
 struct Reader<'a> {

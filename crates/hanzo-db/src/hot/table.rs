@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::arrow::normalise_record;
 use crate::config::HotConfig;
-use crate::error::Result;
 use crate::filter::Filter;
 use crate::record::MultimodalRecord;
 use crate::schema::TableSchema;
@@ -237,27 +236,14 @@ impl TableHot {
                     let fits = if mem.budget.try_take(extra) {
                         mem.reserved += extra;
                         true
-                    } else if mem.layout.keep_f32 && mem.pending.len() < super::build::BULK_PENDING
-                    {
+                    } else {
                         // Over the budget under a trickle of writes: keep
                         // fewer bytes per row, in place. (A bulk load is
                         // rebuilt as before: a build from LanceDB is faster
                         // than folding its rows in one chunk at a time.)
-                        mem.drop_full_precision();
-                        let need = mem.needed_bytes(cfg.connectivity);
-                        let want = need + need / 8;
-                        if want <= mem.reserved {
-                            mem.budget.give_back(mem.reserved - want);
-                            mem.reserved = want;
-                            true
-                        } else if mem.budget.try_take(want - mem.reserved) {
-                            mem.reserved = want;
-                            true
-                        } else {
-                            false
-                        }
-                    } else {
-                        false
+                        mem.layout.keep_f32
+                            && mem.pending.len() < super::build::BULK_PENDING
+                            && mem.drop_full_precision(cfg.connectivity)
                     };
                     if !fits {
                         // Over the budget: build again, keeping fewer bytes
@@ -370,14 +356,14 @@ pub(crate) fn apply_to(mem: &mut Mem, op: Op) {
 
 /// Records as LanceDB returns them (typed fields normalised: floats as
 /// floats, timestamps as RFC 3339), without blobs.
-pub(crate) fn to_rows(schema: &TableSchema, records: &[MultimodalRecord]) -> Result<Vec<Row>> {
-    Ok(records
+pub(crate) fn to_rows(schema: &TableSchema, records: &[MultimodalRecord]) -> Vec<Row> {
+    records
         .iter()
         .map(|r| {
             let n = normalise_record(schema, r);
             Row::new(n.id, n.text, n.metadata, n.vector)
         })
-        .collect())
+        .collect()
 }
 
 /// A row from a record read back from LanceDB.

@@ -19,13 +19,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::error::{Error, Result};
 use crate::query::Projection;
-use crate::record::{Blob, MultimodalRecord, format_timestamp, timestamp_micros};
+use crate::record::{Blob, MultimodalRecord, format_timestamp, timestamp_micros, untyped_metadata};
 use crate::schema::{DistanceMetric, FieldType, TableSchema};
 
 /// A bound value.
@@ -159,13 +159,7 @@ pub fn bind_record(schema: &TableSchema, r: &MultimodalRecord, p: &mut Params) -
     };
     ph.push(format!("{}::text[]", p.push(mimes)));
     ph.push(format!("{}::bytea[]", p.push(data)));
-    let rest: Map<String, Value> = r
-        .metadata
-        .iter()
-        .filter(|(k, _)| schema.field_type(k).is_none())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let meta = (!rest.is_empty()).then(|| Value::Object(rest).to_string());
+    let meta = untyped_metadata(schema, r);
     ph.push(format!("{}::text::jsonb", p.push(meta)));
     for f in &schema.fields {
         let v = r.metadata.get(&f.name).filter(|v| !v.is_null());

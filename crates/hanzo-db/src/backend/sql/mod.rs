@@ -14,11 +14,11 @@ pub(crate) mod filter;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::query::Projection;
-use crate::record::{Blob, MultimodalRecord, format_timestamp, timestamp_micros};
+use crate::record::{Blob, MultimodalRecord, format_timestamp, put_f32s_le, timestamp_micros};
 use crate::schema::{DistanceMetric, FieldType, TableSchema};
 
 /// A value bound to a statement parameter.
@@ -56,9 +56,7 @@ pub(crate) fn check_table_name(name: &str, backend: &str) -> Result<()> {
 /// Little-endian float32 bytes of a vector (sqlite-vec's format).
 pub(crate) fn vector_bytes(v: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(v.len() * 4);
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
+    put_f32s_le(&mut out, v);
     out
 }
 
@@ -130,16 +128,7 @@ pub(crate) fn decode_blobs(mut b: &[u8]) -> Result<Vec<Blob>> {
     Ok(out)
 }
 
-/// JSON text of the metadata keys that are not typed fields (`None` when empty).
-pub(crate) fn untyped_metadata(schema: &TableSchema, r: &MultimodalRecord) -> Option<String> {
-    let rest: Map<String, Value> = r
-        .metadata
-        .iter()
-        .filter(|(k, _)| schema.field_type(k).is_none())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    (!rest.is_empty()).then(|| Value::Object(rest).to_string())
-}
+pub(crate) use crate::record::untyped_metadata;
 
 /// The column value of a typed field (records are validated, so types fit).
 /// String lists are JSON text.
