@@ -215,7 +215,9 @@ pub struct HotConfig {
     pub connectivity: usize,
     /// Search breadth while building (HNSW `ef_construction`).
     pub expansion_add: usize,
-    /// Search breadth while querying (HNSW `ef`).
+    /// Search breadth while querying (HNSW `ef`). 1M × 768 cosine, one
+    /// graph re-ranked from disk: recall@10 0.970 at 48 (p50 0.79 ms), 0.978
+    /// at 56 (0.91 ms), 0.983 at 64 (1.0 ms); unre-ranked at 64, 0.960 (0.87 ms).
     pub expansion_search: usize,
     /// Least search breadth of a filtered query. A filtered walk goes on
     /// until it holds `ef` *matching* rows, so with a fraction `s` of rows
@@ -224,7 +226,12 @@ pub struct HotConfig {
     /// `expansion_search × s`, at least this (1M × 768, 10 % matching:
     /// recall@10 0.98 at 16, as at 64, in half the time).
     pub filtered_expansion_search: usize,
-    /// Candidates re-ranked with full-precision vectors, as a multiple of `k`.
+    /// Candidates re-ranked with full-precision vectors, as a multiple of
+    /// `k`. In memory, every candidate the search's breadth finds is
+    /// re-ranked (at least this many). A table whose full-precision vectors
+    /// do not fit the budget keeps them on disk, encrypted, and re-ranks the
+    /// best `k × rerank_factor` with one read each (1M × 768 at `ef` 64:
+    /// recall@10 0.960 → 0.983 at 2, the same at 4).
     pub rerank_factor: usize,
     /// Tables with fewer rows than this are searched exactly (brute force).
     pub exact_below: usize,
@@ -244,9 +251,9 @@ impl Default for HotConfig {
             quantization: HotQuantization::Auto,
             connectivity: 16,
             expansion_add: 128,
-            expansion_search: 64,
+            expansion_search: 48,
             filtered_expansion_search: 16,
-            rerank_factor: 4,
+            rerank_factor: 2,
             exact_below: 2048,
             persist: true,
             persist_every_writes: 1000,

@@ -16,16 +16,12 @@
 //! `SHA-256("hanzo-db/wal1/plain" || aad || payload)[..16]`: a checksum, not
 //! a secret.
 
-use chacha20poly1305::ChaCha20Poly1305;
-use chacha20poly1305::aead::generic_array::GenericArray;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use hkdf::Hkdf;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
-use crate::security::format::{Algorithm, DataKey, RingAes};
+use crate::security::format::DataKey;
+use crate::security::record::RecordAead;
 
 /// Magic bytes opening every segment.
 pub const MAGIC: [u8; 4] = *b"HZW1";
@@ -47,7 +43,7 @@ const PLAIN_TAG: &[u8] = b"hanzo-db/wal1/plain";
 /// The parsed segment header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// 0 for unencrypted databases, else an [`Algorithm`] id.
+    /// 0 for unencrypted databases, else an [`Algorithm`](crate::security::format::Algorithm) id.
     pub alg: u8,
     /// Data key that sealed the frames (zero when unencrypted).
     pub key_id: [u8; 16],
@@ -140,16 +136,10 @@ pub fn parse_frame_header(h: &[u8]) -> Option<(usize, u64)> {
     Some((len, seq))
 }
 
-enum Aead {
-    Plain,
-    Aes(RingAes),
-    ChaCha(Box<ChaCha20Poly1305>),
-}
-
 /// Seals and opens the frames of one segment.
 pub struct Sealer {
     header: [u8; HEADER_LEN],
-    aead: Aead,
+    aead: RecordAead,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -168,24 +158,14 @@ impl Sealer {
     /// The sealer for a segment of `table`; `key` is required unless `header.alg` is 0.
     pub fn new(header: &Header, table: &str, key: Option<&DataKey>) -> Result<Self, String> {
         let aead = match (header.alg, key) {
-            (0, _) => Aead::Plain,
+            (0, _) => RecordAead::plain(PLAIN_TAG),
             (_, None) => return Err("the log is encrypted but no key is available".into()),
             (alg, Some(key)) => {
                 let mut info = Vec::with_capacity(KDF_INFO.len() + 1 + table.len());
                 info.extend_from_slice(KDF_INFO);
                 info.push(alg);
                 info.extend_from_slice(table.as_bytes());
-                let hk = Hkdf::<Sha256>::new(Some(&header.salt), key.expose_secret());
-                let mut okm = Zeroizing::new([0u8; 32]);
-                hk.expand(&info, okm.as_mut())
-                    .expect("32 bytes is a valid HKDF-SHA256 output length");
-                if alg == Algorithm::Aes256Gcm.id() {
-                    Aead::Aes(RingAes::new(&okm))
-                } else {
-                    Aead::ChaCha(Box::new(ChaCha20Poly1305::new(GenericArray::from_slice(
-                        okm.as_ref(),
-                    ))))
-                }
+                RecordAead::derive(alg, key.expose_secret(), &header.salt, &info)
             }
         };
         Ok(Self {
@@ -214,16 +194,9 @@ impl Sealer {
         out.extend_from_slice(&head);
         out.extend_from_slice(payload);
         let aad = self.aad(&head);
-        let body = &mut out[FRAME_HEADER_LEN..];
-        let mut tag = [0u8; TAG_LEN];
-        match &self.aead {
-            Aead::Plain => tag = plain_tag(&aad, body),
-            Aead::Aes(c) => tag = c.seal_detached(nonce(seq), &aad, body),
-            Aead::ChaCha(c) => tag.copy_from_slice(
-                &c.encrypt_in_place_detached(GenericArray::from_slice(&nonce(seq)), &aad, body)
-                    .expect("frame below the AEAD limit"),
-            ),
-        }
+        let tag = self
+            .aead
+            .seal(nonce(seq), &aad, &mut out[FRAME_HEADER_LEN..]);
         out.extend_from_slice(&tag);
         out
     }
@@ -237,28 +210,9 @@ impl Sealer {
         let (body, tag) = sealed.split_at(sealed.len() - TAG_LEN);
         let aad = self.aad(frame_head);
         let mut buf = body.to_vec();
-        let ok = match &self.aead {
-            Aead::Plain => plain_tag(&aad, &buf) == tag,
-            Aead::Aes(c) => c.open_detached(nonce(seq), &aad, &mut buf, tag),
-            Aead::ChaCha(c) => c
-                .decrypt_in_place_detached(
-                    GenericArray::from_slice(&nonce(seq)),
-                    &aad,
-                    &mut buf,
-                    GenericArray::from_slice(tag),
-                )
-                .is_ok(),
-        };
+        let ok = self.aead.open(nonce(seq), &aad, &mut buf, tag);
         ok.then_some(buf)
     }
-}
-
-fn plain_tag(aad: &[u8], body: &[u8]) -> [u8; TAG_LEN] {
-    let mut d = Sha256::new();
-    d.update(PLAIN_TAG);
-    d.update(aad);
-    d.update(body);
-    d.finalize()[..TAG_LEN].try_into().expect("16 bytes")
 }
 
 #[cfg(test)]

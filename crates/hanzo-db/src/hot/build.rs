@@ -14,6 +14,7 @@ use super::mem::{Layout, Mem, graph_add, graph_search, search_threads, usearch_e
 use super::persist::{self, Expect};
 use super::row::RowMap;
 use super::table::{After, OpLog, State, TableHot, apply_to, claim, row_from};
+use super::vectors::VectorFile;
 use super::{Shared, background};
 
 /// Rows folded per thread per step (a step's adds hold the graph's write
@@ -248,7 +249,14 @@ impl Shared {
             dirty: 1,
             reserved: reserve,
             budget: self.budget.clone(),
+            vectors: None,
         };
+        // Full precision does not fit in memory: it goes to disk instead.
+        let vectors = match layout.keep_f32 {
+            true => None,
+            false => self.vector_file(&t.name, &layout).map(Arc::new),
+        };
+        mem.vectors = vectors.clone();
         let projection = Projection {
             vector: true,
             blobs: false,
@@ -278,8 +286,11 @@ impl Shared {
             }
             let index = mem.index.clone();
             let own = layout.own_i8();
+            let file = vectors.clone();
             let added = background::spawn("hanzo-hot-build", move || {
-                add_parallel(&index, own, &work, build_threads())
+                add_parallel(&index, own, &work, build_threads())?;
+                write_vectors(file.as_deref(), &work);
+                Ok(())
             })
             .map_err(|e| Error::engine("usearch", "hot index build", e))?;
             added
@@ -342,7 +353,7 @@ impl Shared {
     /// for reachability under the graph's read lock, and settled under both
     /// write locks. Its rows stay pending (searched exactly) until settled.
     fn fold_step(&self, t: &TableHot) -> Result<bool> {
-        let (index, taken, work, threads, own) = {
+        let (index, taken, work, threads, own, file) = {
             let mut state = t.state.write().expect("lock");
             let State::Hot(mem) = &mut *state else {
                 return Ok(true);
@@ -369,7 +380,17 @@ impl Shared {
                 .iter()
                 .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.to_vec())))
                 .collect();
-            (mem.index.clone(), taken, work, threads, mem.layout.own_i8())
+            let file = (!mem.layout.keep_f32)
+                .then(|| mem.vectors.clone())
+                .flatten();
+            (
+                mem.index.clone(),
+                taken,
+                work,
+                threads,
+                mem.layout.own_i8(),
+                file,
+            )
         };
         {
             // Adds hold the graph's lock, not the state's: searches wait for
@@ -377,6 +398,8 @@ impl Shared {
             let _graph = t.graph.write().expect("lock");
             add_parallel(&index, own, &work, threads)?;
         }
+        // Their full-precision copies go to disk before they leave memory.
+        write_vectors(file.as_deref(), &work);
         // HNSW can leave an outlier with no links pointing to it; such rows
         // are searched exactly from then on instead of being lost. The check
         // reads the graph only, so writes go on meanwhile.
@@ -529,6 +552,16 @@ fn build_threads() -> usize {
 /// is left to the reads and writes that produce them.
 fn background_threads() -> usize {
     build_threads().saturating_sub(1).max(1)
+}
+
+/// Writes rows' vectors to the table's file for re-ranking, if it has one.
+/// A failed write is logged: those rows keep the graph's distances.
+fn write_vectors(file: Option<&VectorFile>, work: &[(u64, Vec<f32>)]) {
+    if let Some(file) = file {
+        if let Err(e) = file.write(work.iter().map(|(k, v)| (*k, v.as_slice()))) {
+            tracing::warn!(error = %e, "vectors for re-ranking not written");
+        }
+    }
 }
 
 /// Adds vectors to the graph from several threads (usearch allows

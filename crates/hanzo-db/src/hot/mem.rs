@@ -15,6 +15,7 @@ use crate::schema::DistanceMetric;
 use super::filters::FilterBits;
 use super::row::{Row, RowMap};
 use super::search::row_matches;
+use super::vectors::VectorFile;
 
 /// The memory all hot tables share.
 #[derive(Debug)]
@@ -217,6 +218,9 @@ pub(crate) struct Mem {
     /// Bytes taken from the budget for this table.
     pub reserved: u64,
     pub budget: Arc<Budget>,
+    /// Full-precision vectors on disk for re-ranking, when they are not
+    /// kept in memory (rows in the graph; see [`super::vectors`]).
+    pub vectors: Option<Arc<VectorFile>>,
 }
 
 impl std::fmt::Debug for Mem {
@@ -263,8 +267,9 @@ impl Mem {
     /// budget would make, without the rebuild (which re-read the table from
     /// LanceDB and re-added every row while writes went on). The reservation
     /// is then resized to the smaller state and an eighth more; returns
-    /// whether that fits the budget.
-    pub fn drop_full_precision(&mut self, connectivity: usize) -> bool {
+    /// whether that fits the budget. The dropped vectors go to `file` first,
+    /// when one is given, to re-rank from disk.
+    pub fn drop_full_precision(&mut self, connectivity: usize, file: Option<VectorFile>) -> bool {
         self.layout.keep_f32 = false;
         let keep: std::collections::HashSet<u64> = self
             .pending
@@ -278,6 +283,15 @@ impl Mem {
             .map(|(k, _)| *k)
             .filter(|k| !keep.contains(k))
             .collect();
+        if let Some(file) = file {
+            let rows = drop
+                .iter()
+                .filter_map(|k| self.rows.get(k).map(|r| (*k, &r.vector[..])));
+            match file.write(rows) {
+                Ok(()) => self.vectors = Some(Arc::new(file)),
+                Err(e) => tracing::warn!(error = %e, "vectors for re-ranking not written"),
+            }
+        }
         for k in drop {
             self.rows.drop_vector(k);
         }

@@ -9,9 +9,10 @@
 //!   string ids mapped to `u64` keys;
 //! - each row's id, text and metadata (exactly as LanceDB returns them), so
 //!   hits are built without touching disk and filters run during the walk;
-//! - full-precision vectors to re-rank `k × rerank_factor` candidates, while
-//!   the table fits the memory budget with them; otherwise only the graph's
-//!   quantised copy (distances are then the graph's).
+//! - full-precision vectors to re-rank candidates, while the table fits the
+//!   memory budget with them; otherwise they are kept on disk, encrypted
+//!   (`vectors.rs`), and the best `k × rerank_factor` candidates are re-ranked
+//!   with one read each.
 //!
 //! Writes go to LanceDB first, then to memory under the table's write lock:
 //! new rows are searched exactly until a background task folds them into the
@@ -32,6 +33,7 @@ mod persist;
 mod row;
 mod search;
 mod table;
+mod vectors;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -59,6 +61,7 @@ use persist::Sealing;
 use row::RowMap;
 pub use table::{HotPath, HotStatus};
 use table::{Op, OpLog, State, TableHot, to_rows};
+use vectors::VectorFile;
 
 /// The longest a search waits for a saved index to load (see `TableHot::loading`).
 const LOAD_WAIT: Duration = Duration::from_secs(30);
@@ -83,6 +86,20 @@ pub(crate) struct Shared {
 impl Shared {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// A new file of full-precision vectors for re-ranking a table state of
+    /// this layout from disk; `None` for an `f32` graph (exact already) or
+    /// when the file cannot be made (searches then use the graph's distances).
+    fn vector_file(&self, table: &str, layout: &Layout) -> Option<VectorFile> {
+        vectors::element_bytes(layout)?;
+        match VectorFile::create(&self.dir, table, layout, &self.sealing) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(%table, error = %e, "no vectors on disk for re-ranking");
+                None
+            }
+        }
     }
 
     /// The table's hot state, registering it (and starting its load or
@@ -249,7 +266,7 @@ impl HotIndex {
             Some(v) => Some(v),
             None => self.inner().version(&t.name).await.ok(),
         };
-        let after = t.apply(op, version, &self.shared.cfg);
+        let after = t.apply(op, version, &self.shared);
         self.shared.follow(t, after);
         Ok(result)
     }
@@ -375,6 +392,7 @@ impl VectorDatabase for HotIndex {
                 dirty: 0,
                 reserved: 0,
                 budget: self.shared.budget.clone(),
+                vectors: None,
             })),
             Err(e) => State::Lance {
                 reason: e.to_string(),
@@ -459,7 +477,7 @@ impl VectorDatabase for HotIndex {
         let after = match (&result, held) {
             (Ok(_), Some(rows)) => {
                 let version = self.inner().version(table).await.ok();
-                t.apply(Op::Insert(rows), version, &self.shared.cfg)
+                t.apply(Op::Insert(rows), version, &self.shared)
             }
             // A large or failed stream: rebuild from what LanceDB holds.
             _ => t.invalidate(),

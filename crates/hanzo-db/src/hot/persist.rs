@@ -29,6 +29,7 @@ use crate::security::store::KeySource;
 
 use super::mem::{Budget, Layout, Mem, search_floor, search_threads, usearch_err};
 use super::row::{Meta, Row, RowMap};
+use super::vectors::{self, VectorFile};
 
 const MAGIC: &[u8; 7] = b"HZHOT1\n";
 
@@ -58,6 +59,10 @@ struct Header {
     /// added, searched exactly (files before this field: none).
     #[serde(default)]
     unreachable: Vec<u64>,
+    /// The file of full-precision vectors for re-ranking, when they are on
+    /// disk rather than in the rows (see [`super::vectors`]).
+    #[serde(default)]
+    vectors: Option<String>,
 }
 
 /// The file of a table's index.
@@ -106,6 +111,11 @@ pub(crate) struct Staged {
     tmp: PathBuf,
     path: PathBuf,
     file: std::fs::File,
+    table: String,
+    /// The vector file the state names: synced before it is put in place.
+    vectors: Option<Arc<VectorFile>>,
+    /// Vector files older than this belong to states this one replaces.
+    replaces_before: u64,
     /// Bytes of state written.
     pub bytes: u64,
 }
@@ -117,16 +127,24 @@ impl Staged {
     /// longest, hundreds of ms for a large table).
     pub fn commit(self) -> Result<u64> {
         let result = self
-            .file
-            .sync_all()
-            .map_err(io(&self.tmp))
+            .vectors
+            .as_ref()
+            .map_or(Ok(()), |v| v.sync())
+            .and_then(|()| self.file.sync_all().map_err(io(&self.tmp)))
             .and_then(|()| std::fs::rename(&self.tmp, &self.path).map_err(io(&self.path)))
             .and_then(|()| match self.path.parent() {
                 Some(dir) => crate::buffer::sync_dir(dir),
                 None => Ok(()),
             });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
+        match (&result, self.path.parent()) {
+            (Err(_), _) => {
+                let _ = std::fs::remove_file(&self.tmp);
+            }
+            // Files of the states this one replaces.
+            (Ok(()), Some(dir)) => {
+                vectors::remove_older(dir, &self.table, Some(self.replaces_before))
+            }
+            (Ok(()), None) => {}
         }
         result.map(|()| self.bytes)
     }
@@ -136,6 +154,7 @@ impl Staged {
 /// [`Staged::commit`] puts it in place.
 pub(crate) fn stage(dir: &Path, table: &str, mem: &Mem, sealing: &Sealing) -> Result<Staged> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let started = vectors::stamp_now();
     let path = path_for(dir, table);
     let tmp = dir.join(format!(
         ".{table}.{}.{}.tmp",
@@ -147,6 +166,10 @@ pub(crate) fn stage(dir: &Path, table: &str, mem: &Mem, sealing: &Sealing) -> Re
             tmp,
             path,
             file,
+            table: table.to_string(),
+            vectors: mem.vectors.clone(),
+            // A file made after this started is a newer state's.
+            replaces_before: mem.vectors.as_ref().map_or(started, |v| v.stamp()),
             bytes,
         }),
         Err(e) => {
@@ -197,6 +220,7 @@ fn write_file(tmp: &Path, mem: &Mem, sealing: &Sealing) -> Result<(std::fs::File
             .copied()
             .filter(|k| mem.rows.contains_key(k))
             .collect(),
+        vectors: mem.vectors.as_ref().map(|v| v.name().to_string()),
     };
     let header = serde_json::to_vec(&header).expect("header serialises");
     let mut written = 0u64;
@@ -395,7 +419,15 @@ pub(crate) fn load(
         dirty: 0,
         reserved: reserve,
         budget: want.budget.clone(),
+        vectors: None,
     };
+    if let Some(name) = header.vectors.as_deref().filter(|_| !layout.keep_f32) {
+        match VectorFile::open(dir, name, &layout, sealing, header.next_key) {
+            Ok(f) => mem.vectors = Some(Arc::new(f)),
+            // The graph's distances serve meanwhile (recall a little lower).
+            Err(e) => tracing::warn!(%table, error = %e, "re-ranking without vectors on disk"),
+        }
+    }
     // Rows saved before they reached the graph are pending again.
     let mut pending: Vec<u64> = match header.pending {
         Some(keys) => keys
@@ -472,6 +504,7 @@ fn drop_early_if_wrong(plain: &[u8]) -> Result<()> {
 /// Removes a table's file, if any.
 pub(crate) fn remove(dir: &Path, table: &str) {
     let _ = std::fs::remove_file(path_for(dir, table));
+    vectors::remove_older(dir, table, None);
 }
 
 #[cfg(test)]
@@ -508,6 +541,7 @@ mod tests {
             dirty: 1,
             reserved: 0,
             budget: budget.clone(),
+            vectors: None,
         };
         for i in 0..3 {
             let v = vec![i as f32, 1.0, 0.0, 0.0];

@@ -13,6 +13,7 @@ use crate::schema::{FieldType, TableSchema};
 
 use super::mem::{Mem, graph_search};
 use super::row::Row;
+use super::vectors::VectorFile;
 
 /// True when every leaf of the filter can be evaluated on the in-memory
 /// copy with exactly LanceDB's semantics. Anything else (timestamps, type
@@ -108,9 +109,14 @@ pub(crate) fn nearest(
     let mut out: Vec<(u64, f32)> = if in_graph < cfg.exact_below.max(1) {
         exact(mem, query, filter, true)
     } else {
-        // Candidates for re-ranking, where full-precision vectors are kept.
+        // Candidates for re-ranking, where full-precision vectors are kept
+        // in memory. From disk, the best `rerank` of those the search's own
+        // breadth finds (a filtered search's is smaller: raising it to
+        // `rerank` cost more than the reads).
+        let disk = mem.vectors.as_deref().filter(|_| !mem.layout.keep_f32);
+        let rerank = (k * cfg.rerank_factor.max(1)).max(k);
         let want = match mem.layout.keep_f32 {
-            true => (k * cfg.rerank_factor.max(1)).max(k),
+            true => rerank,
             false => k,
         };
         // The breadth of this search (see `search_floor`): a filter's
@@ -142,6 +148,9 @@ pub(crate) fn nearest(
                 }
             }
         }
+        if let Some(file) = disk {
+            rerank_from_disk(mem, file, query, &mut found, rerank);
+        }
         found
     };
     // Rows written since the graph was built, and outliers it cannot reach, exactly.
@@ -152,6 +161,33 @@ pub(crate) fn nearest(
     out.retain(|(key, _)| seen.insert(*key));
     out.truncate(k);
     Ok(out)
+}
+
+/// Re-scores the best `count` candidates with their full-precision vectors
+/// from disk and drops the rest (their distances are the graph's, coarser).
+/// A row whose copy is still in memory (unreachable ones) uses that; one
+/// whose slot cannot be read keeps the graph's distance.
+fn rerank_from_disk(
+    mem: &Mem,
+    file: &VectorFile,
+    query: &[f32],
+    found: &mut Vec<(u64, f32)>,
+    count: usize,
+) {
+    let metric = mem.layout.metric;
+    found.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    found.truncate(count);
+    let mut v = vec![0f32; mem.layout.dim];
+    let mut scratch = Vec::new();
+    for (key, d) in found.iter_mut() {
+        match mem.rows.get(key) {
+            Some(row) if row.vector.len() == query.len() => {
+                *d = metric.distance(query, &row.vector);
+            }
+            _ if file.read(*key, &mut v, &mut scratch) => *d = metric.distance(query, &v),
+            _ => {}
+        }
+    }
 }
 
 /// Brute force over the rows in the graph (`in_graph`) or the pending ones.

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::arrow::normalise_record;
-use crate::config::HotConfig;
 use crate::filter::Filter;
 use crate::record::MultimodalRecord;
 use crate::schema::TableSchema;
 
+use super::Shared;
 use super::mem::Mem;
 use super::row::Row;
 use super::search::evaluable;
@@ -60,6 +60,10 @@ pub struct HotStatus {
     pub quantization: Option<String>,
     /// Whether full-precision vectors are kept in memory to re-rank candidates.
     pub rerank: bool,
+    /// Whether candidates are re-ranked with full-precision vectors read
+    /// from disk instead (they do not fit the memory budget).
+    #[serde(default)]
+    pub rerank_on_disk: bool,
     /// True when the index was loaded from its saved file instead of built.
     pub loaded_from_disk: bool,
     /// The table version the in-memory state reflects.
@@ -176,7 +180,8 @@ impl TableHot {
     }
 
     /// Applies a committed write at `version` (when known).
-    pub fn apply(&self, op: Op, version: Option<u64>, cfg: &HotConfig) -> After {
+    pub fn apply(&self, op: Op, version: Option<u64>, shared: &Shared) -> After {
+        let cfg = &shared.cfg;
         let mut state = self.state.write().expect("lock");
         self.writes_seen.fetch_add(1, Ordering::AcqRel);
         let unevaluable = matches!(&op, Op::DeleteWhere(f) if !evaluable(f, &self.schema));
@@ -241,9 +246,10 @@ impl TableHot {
                         // fewer bytes per row, in place. (A bulk load is
                         // rebuilt as before: a build from LanceDB is faster
                         // than folding its rows in one chunk at a time.)
-                        mem.layout.keep_f32
-                            && mem.pending.len() < super::build::BULK_PENDING
-                            && mem.drop_full_precision(cfg.connectivity)
+                        mem.layout.keep_f32 && mem.pending.len() < super::build::BULK_PENDING && {
+                            let file = shared.vector_file(&self.name, &mem.layout);
+                            mem.drop_full_precision(cfg.connectivity, file)
+                        }
                     };
                     if !fits {
                         // Over the budget: build again, keeping fewer bytes
@@ -305,6 +311,7 @@ impl TableHot {
             memory_bytes: 0,
             quantization: None,
             rerank: false,
+            rerank_on_disk: false,
             loaded_from_disk: false,
             version: None,
             reason: None,
@@ -328,6 +335,7 @@ impl TableHot {
                 };
                 s.quantization = Some(mem.layout.name().to_string());
                 s.rerank = mem.layout.keep_f32;
+                s.rerank_on_disk = !mem.layout.keep_f32 && mem.vectors.is_some();
                 s.loaded_from_disk = mem.from_disk;
                 s.version = Some(mem.version);
             }

@@ -24,6 +24,7 @@ pub mod lance_store;
 #[cfg(unix)]
 pub mod local_files;
 mod plain_cache;
+pub(crate) mod record;
 pub mod store;
 pub mod tee;
 mod upload;

@@ -15,24 +15,24 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Hot settings that put every row in the graph (no brute-force shortcut
 /// for small tables), so the tests exercise the HNSW path.
-fn graph_always() -> HotConfig {
+pub(crate) fn graph_always() -> HotConfig {
     HotConfig {
         exact_below: 0,
         ..HotConfig::default()
     }
 }
 
-async fn open(dir: &std::path::Path, hot: HotConfig) -> Database {
+pub(crate) async fn open(dir: &std::path::Path, hot: HotConfig) -> Database {
     connect_in(dir).hot(hot).execute().await.expect("open")
 }
 
-async fn temp(hot: HotConfig) -> TempDb {
+pub(crate) async fn temp(hot: HotConfig) -> TempDb {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open(dir.path(), hot).await;
     TempDb { db, dir }
 }
 
-async fn ready(db: &Database, table: &str) -> hanzo_db::hot::HotStatus {
+pub(crate) async fn ready(db: &Database, table: &str) -> hanzo_db::hot::HotStatus {
     // Small writes wait in the write buffer above the hot index until folded.
     db.flush().await.expect("flush");
     db.wait_hot(table, WAIT)
@@ -42,7 +42,7 @@ async fn ready(db: &Database, table: &str) -> hanzo_db::hot::HotStatus {
 }
 
 /// Records `r0, r1, …` of these vectors, nothing else.
-fn bare(vs: &[Vec<f32>]) -> Vec<MultimodalRecord> {
+pub(crate) fn bare(vs: &[Vec<f32>]) -> Vec<MultimodalRecord> {
     vs.iter()
         .enumerate()
         .map(|(i, v)| MultimodalRecord::new(format!("r{i}"), v.clone()))
@@ -559,7 +559,7 @@ async fn a_table_outgrowing_full_precision_drops_it_in_place() {
         HotPath::Hot,
         "served at once, not rebuilt: {s:?}"
     );
-    assert!(!s.rerank, "{s:?}");
+    assert!(!s.rerank && s.rerank_on_disk, "{s:?}");
     assert_eq!(s.rows, 3000);
     assert!(s.memory_bytes <= 4_500_000, "{s:?}");
     let s = ready(&t.db, "g").await;
@@ -567,6 +567,17 @@ async fn a_table_outgrowing_full_precision_drops_it_in_place() {
     for i in [17, 2017] {
         let hits = t.db.vector_search("g", &vs[i], 1).await.unwrap();
         assert_eq!(hits[0].record.id, format!("r{i}"));
+    }
+    // Rows of both inserts are re-ranked from disk: their exact distances.
+    for q in random_vectors(5, 256, 12) {
+        for h in t.db.vector_search("g", &q, 10).await.unwrap() {
+            let i: usize = h.record.id[1..].parse().unwrap();
+            let exact = DistanceMetric::Cosine.distance(&q, &vs[i]);
+            assert!(
+                (h.distance.unwrap() - exact).abs() < 2e-4,
+                "{h:?} vs {exact}"
+            );
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod core_spec;
 mod embedded_sql;
 mod encryption;
 mod hot_index;
+mod hot_rerank;
 mod indexes;
 #[cfg(feature = "migrate")]
 mod migrate_chroma;
