@@ -266,6 +266,10 @@ impl Shared {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             if t.generation.load(Ordering::Acquire) != generation || self.is_closed() {
+                // Replaced by a newer build: its vectors are of no use.
+                if let Some(v) = &vectors {
+                    v.remove_file();
+                }
                 return Ok(None);
             }
             let mut work = Vec::with_capacity(batch.len());

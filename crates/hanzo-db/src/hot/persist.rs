@@ -423,7 +423,15 @@ pub(crate) fn load(
     };
     if let Some(name) = header.vectors.as_deref().filter(|_| !layout.keep_f32) {
         match VectorFile::open(dir, name, &layout, sealing, header.next_key) {
-            Ok(f) => mem.vectors = Some(Arc::new(f)),
+            Ok(f) => {
+                let f = Arc::new(f);
+                // Re-ranking reads it at random: bring it into the page
+                // cache now, on an idle-priority thread, rather than one
+                // disk read per candidate in the first searches.
+                let warm = f.clone();
+                let _ = super::background::spawn("hanzo-hot-warm", move || warm.warm());
+                mem.vectors = Some(f);
+            }
             // The graph's distances serve meanwhile (recall a little lower).
             Err(e) => tracing::warn!(%table, error = %e, "re-ranking without vectors on disk"),
         }

@@ -347,6 +347,24 @@ impl VectorFile {
         true
     }
 
+    /// Reads the whole file once, in order, to bring it into the page cache.
+    pub fn warm(&self) {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        while let Ok(n) = self.file.read_at(&mut buf, at) {
+            if n == 0 {
+                break;
+            }
+            at += n as u64;
+        }
+    }
+
+    /// Removes the file (a build that was replaced); reads and writes
+    /// through this handle go on working until it is dropped.
+    pub fn remove_file(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     /// Makes what was written durable (before a save names the file).
     pub fn sync(&self) -> Result<()> {
         self.file.sync_data().map_err(io(&self.path))
