@@ -539,7 +539,7 @@ async fn a_table_that_fits_only_quantised_stays_hot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_outgrowing_full_precision_drops_it_in_place() {
     let t = temp(HotConfig {
-        memory_budget_bytes: 4_500_000,
+        memory_budget_bytes: 5_000_000,
         ..graph_always()
     })
     .await;
@@ -561,7 +561,7 @@ async fn a_table_outgrowing_full_precision_drops_it_in_place() {
     );
     assert!(!s.rerank && s.rerank_on_disk, "{s:?}");
     assert_eq!(s.rows, 3000);
-    assert!(s.memory_bytes <= 4_500_000, "{s:?}");
+    assert!(s.memory_bytes <= 5_000_000, "{s:?}");
     let s = ready(&t.db, "g").await;
     assert_eq!((s.serving, s.rows), (HotPath::Hot, 3000), "{s:?}");
     for i in [17, 2017] {
