@@ -237,6 +237,11 @@ pub struct HotConfig {
     /// best `k × rerank_factor` with one read each (1M × 768 at `ef` 64:
     /// recall@10 0.960 → 0.983 at 2, the same at 4).
     pub rerank_factor: usize,
+    /// Keep full-precision vectors on disk (encrypted) to re-rank from,
+    /// for a table whose full-precision vectors do not fit the budget. Off:
+    /// such a table is ranked by the graph's quantised distances (lower
+    /// recall), and its searches never wait on the page cache.
+    pub rerank_on_disk: bool,
     /// Tables with fewer rows than this are searched exactly (brute force).
     pub exact_below: usize,
     /// Save the index (encrypted) so that reopening does not rebuild it.
@@ -258,6 +263,7 @@ impl Default for HotConfig {
             expansion_search: 40,
             filtered_expansion_search: 16,
             rerank_factor: 2,
+            rerank_on_disk: true,
             exact_below: 2048,
             persist: true,
             persist_every_writes: 1000,

@@ -89,9 +89,12 @@ impl Shared {
     }
 
     /// A new file of full-precision vectors for re-ranking a table state of
-    /// this layout from disk; `None` for an `f32` graph (exact already) or
-    /// when the file cannot be made (searches then use the graph's distances).
+    /// this layout from disk; `None` when `rerank_on_disk` is off, for an
+    /// `f32` graph (exact already), or when the file cannot be made (searches then use the graph's distances).
     fn vector_file(&self, table: &str, layout: &Layout) -> Option<VectorFile> {
+        if !self.cfg.rerank_on_disk {
+            return None;
+        }
         vectors::element_bytes(layout)?;
         match VectorFile::create(&self.dir, table, layout, &self.sealing) {
             Ok(f) => Some(f),

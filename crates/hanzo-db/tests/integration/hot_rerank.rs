@@ -133,3 +133,28 @@ fn half_bits(x: f32) -> u16 {
     }
     sign | h as u16
 }
+
+/// Turned off, a table that fits only quantised is ranked by the graph
+/// alone and writes no vector file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reranking_from_disk_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vs, qs) = clustered(5000, 10, 256, 20, 9);
+    let db = open(
+        dir.path(),
+        HotConfig {
+            rerank_on_disk: false,
+            ..tight()
+        },
+    )
+    .await;
+    let schema = TableSchema::new(256).metric(DistanceMetric::Cosine);
+    db.create_table("q", schema).await.unwrap();
+    db.insert("q", bare(&vs)).await.unwrap();
+    let s = ready(&db, "q").await;
+    assert_eq!(s.serving, HotPath::Hot, "{s:?}");
+    assert!(!s.rerank && !s.rerank_on_disk, "{s:?}");
+    assert!(vector_files(dir.path(), "q").is_empty());
+    let (worst, _) = distance_error(&db, &vs, &qs).await;
+    assert!(worst > 2e-4, "graph distances expected: error {worst}");
+}
