@@ -384,16 +384,13 @@ impl Shared {
                 .iter()
                 .filter_map(|k| mem.rows.get(k).map(|r| (*k, r.vector.to_vec())))
                 .collect();
-            let file = (!mem.layout.keep_f32)
-                .then(|| mem.vectors.clone())
-                .flatten();
             (
                 mem.index.clone(),
                 taken,
                 work,
                 threads,
                 mem.layout.own_i8(),
-                file,
+                mem.vectors.clone(),
             )
         };
         {
@@ -559,12 +556,9 @@ fn background_threads() -> usize {
 }
 
 /// Writes rows' vectors to the table's file for re-ranking, if it has one.
-/// A failed write is logged: those rows keep the graph's distances.
 fn write_vectors(file: Option<&VectorFile>, work: &[(u64, Vec<f32>)]) {
     if let Some(file) = file {
-        if let Err(e) = file.write(work.iter().map(|(k, v)| (*k, v.as_slice()))) {
-            tracing::warn!(error = %e, "vectors for re-ranking not written");
-        }
+        file.write_or_warn(work.iter().map(|(k, v)| (*k, v.as_slice())));
     }
 }
 

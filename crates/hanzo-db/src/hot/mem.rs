@@ -219,7 +219,8 @@ pub(crate) struct Mem {
     pub reserved: u64,
     pub budget: Arc<Budget>,
     /// Full-precision vectors on disk for re-ranking, when they are not
-    /// kept in memory (rows in the graph; see [`super::vectors`]).
+    /// kept in memory (rows in the graph; see [`super::vectors`]). Only
+    /// ever set with `layout.keep_f32` false (which never turns true again).
     pub vectors: Option<Arc<VectorFile>>,
 }
 
@@ -287,9 +288,8 @@ impl Mem {
             let rows = drop
                 .iter()
                 .filter_map(|k| self.rows.get(k).map(|r| (*k, &r.vector[..])));
-            match file.write(rows) {
-                Ok(()) => self.vectors = Some(Arc::new(file)),
-                Err(e) => tracing::warn!(error = %e, "vectors for re-ranking not written"),
+            if file.write_or_warn(rows) {
+                self.vectors = Some(Arc::new(file));
             }
         }
         for k in drop {

@@ -70,7 +70,7 @@ pub(crate) fn path_for(dir: &Path, table: &str) -> PathBuf {
     dir.join(format!("{table}.idx"))
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -422,7 +422,7 @@ pub(crate) fn load(
         vectors: None,
     };
     if let Some(name) = header.vectors.as_deref().filter(|_| !layout.keep_f32) {
-        match VectorFile::open(dir, name, &layout, sealing, header.next_key) {
+        match VectorFile::open(dir, table, name, &layout, sealing, header.next_key) {
             Ok(f) => {
                 let f = Arc::new(f);
                 // Re-ranking reads it at random: bring it into the page

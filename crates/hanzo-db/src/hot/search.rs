@@ -113,7 +113,7 @@ pub(crate) fn nearest(
         // in memory. From disk, the best `rerank` of those the search's own
         // breadth finds (a filtered search's is smaller: raising it to
         // `rerank` cost more than the reads).
-        let disk = mem.vectors.as_deref().filter(|_| !mem.layout.keep_f32);
+        let disk = mem.vectors.as_deref();
         let rerank = (k * cfg.rerank_factor.max(1)).max(k);
         let want = match mem.layout.keep_f32 {
             true => rerank,

@@ -335,7 +335,7 @@ impl TableHot {
                 };
                 s.quantization = Some(mem.layout.name().to_string());
                 s.rerank = mem.layout.keep_f32;
-                s.rerank_on_disk = !mem.layout.keep_f32 && mem.vectors.is_some();
+                s.rerank_on_disk = mem.vectors.is_some();
                 s.loaded_from_disk = mem.from_disk;
                 s.version = Some(mem.version);
             }

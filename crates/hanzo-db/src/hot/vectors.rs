@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::security::record::{NONCE_LEN, RecordAead, TAG_LEN};
 
 use super::mem::Layout;
-use super::persist::Sealing;
+use super::persist::{Sealing, io};
 
 const MAGIC: &[u8; 8] = b"HZVEC1\n\0";
 const HEADER_LEN: u64 = 64;
@@ -54,6 +54,8 @@ pub(crate) struct VectorFile {
     file: File,
     path: PathBuf,
     name: String,
+    /// When it was made (see [`remove_older`]).
+    stamp: u64,
     header: [u8; HEADER_LEN as usize],
     aead: RecordAead,
     dim: usize,
@@ -69,13 +71,6 @@ impl std::fmt::Debug for VectorFile {
             .field("dim", &self.dim)
             .field("elem", &self.elem)
             .finish_non_exhaustive()
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.display().to_string(),
-        source,
     }
 }
 
@@ -136,7 +131,8 @@ impl VectorFile {
             Error::InvalidArgument("an f32 graph needs no vectors on disk".into())
         })?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let name = format!("{table}.{:016x}.vec", stamp_now());
+        let stamp = stamp_now();
+        let name = format!("{table}.{stamp:016x}.vec");
         let path = dir.join(&name);
         let mut header = [0u8; HEADER_LEN as usize];
         header[..8].copy_from_slice(MAGIC);
@@ -161,12 +157,15 @@ impl VectorFile {
             .open(&path)
             .map_err(io(&path))?;
         file.write_all_at(&header, 0).map_err(io(&path))?;
-        Ok(Self::with(file, path, name, header, aead, layout.dim, elem))
+        Ok(Self::with(
+            file, path, name, stamp, header, aead, layout.dim, elem,
+        ))
     }
 
     /// Opens a saved state's file, cut back to its `next_key` slots.
     pub fn open(
         dir: &Path,
+        table: &str,
         name: &str,
         layout: &Layout,
         sealing: &Sealing,
@@ -205,7 +204,8 @@ impl VectorFile {
                 cipher(&header, key.expose_secret())
             }
         };
-        let me = Self::with(file, path, name.to_string(), header, aead, dim, elem);
+        let stamp = stamp_of(table, name).unwrap_or(0);
+        let me = Self::with(file, path, name.to_string(), stamp, header, aead, dim, elem);
         let end = me.offset(next_key);
         let len = me.file.metadata().map_err(io(&me.path))?.len();
         if len > end {
@@ -219,6 +219,7 @@ impl VectorFile {
         file: File,
         path: PathBuf,
         name: String,
+        stamp: u64,
         header: [u8; 64],
         aead: RecordAead,
         dim: usize,
@@ -228,6 +229,7 @@ impl VectorFile {
             file,
             path,
             name,
+            stamp,
             header,
             aead,
             dim,
@@ -243,11 +245,7 @@ impl VectorFile {
 
     /// The file's stamp (see [`remove_older`]).
     pub fn stamp(&self) -> u64 {
-        self.name
-            .rsplit_once('.')
-            .and_then(|(rest, _)| rest.rsplit_once('.'))
-            .and_then(|(_, hex)| u64::from_str_radix(hex, 16).ok())
-            .unwrap_or(0)
+        self.stamp
     }
 
     fn offset(&self, key: u64) -> u64 {
@@ -283,6 +281,18 @@ impl VectorFile {
                 .map_err(io(&self.path))?;
         }
         Ok(())
+    }
+
+    /// [`write`](Self::write), logging a failure instead (those rows keep
+    /// the graph's distances); returns whether it succeeded.
+    pub fn write_or_warn<'a>(&self, rows: impl IntoIterator<Item = (u64, &'a [f32])>) -> bool {
+        match self.write(rows) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "vectors for re-ranking not written");
+                false
+            }
+        }
     }
 
     fn seal_into(&self, key: u64, v: &[f32], out: &mut Vec<u8>, halves: &mut Vec<half::f16>) {
@@ -481,11 +491,12 @@ mod tests {
             .unwrap();
         for other in [Some(5), None] {
             let s = sealing(other, Algorithm::Aes256Gcm);
-            let e = VectorFile::open(dir.path(), f.name(), &l, &s, 0).unwrap_err();
+            let e = VectorFile::open(dir.path(), "k", f.name(), &l, &s, 0).unwrap_err();
             assert!(e.to_string().contains("re-ranks without it"), "{e}");
         }
         let e = VectorFile::open(
             dir.path(),
+            "k",
             f.name(),
             &layout(HotQuantization::F16),
             &sealing(Some(4), Algorithm::Aes256Gcm),
@@ -504,7 +515,7 @@ mod tests {
         let vs: Vec<Vec<f32>> = (0..4).map(vector).collect();
         f.write((0..4).map(|k| (k, &vs[k as usize][..]))).unwrap();
         f.sync().unwrap();
-        let g = VectorFile::open(dir.path(), f.name(), &l, &s, 2).unwrap();
+        let g = VectorFile::open(dir.path(), "c", f.name(), &l, &s, 2).unwrap();
         assert!(read(&g, 1).is_some());
         assert_eq!(
             read(&g, 2),
