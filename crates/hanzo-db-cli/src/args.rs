@@ -403,6 +403,11 @@ pub struct Bench {
     /// Turn the hot in-memory index off (measure LanceDB alone).
     #[arg(long)]
     pub no_hot: bool,
+    /// Write every timed query's latency, in the order run, to this CSV file
+    /// (phase, query, ms since the phase began, latency in ms): to see
+    /// whether slow queries cluster in time or are spread out.
+    #[arg(long)]
+    pub latencies: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -250,6 +250,11 @@ pub struct HotConfig {
     /// the table's rows (a save rewrites the whole table), and when the
     /// database is closed. 0: only when it is closed.
     pub persist_every_writes: u64,
+    /// Once a graph is built or loaded, move its memory onto 2 MiB pages
+    /// (Linux `MADV_COLLAPSE`; nothing elsewhere): a search's scattered
+    /// reads then miss the TLB far less often. Only memory already resident
+    /// is moved, so the resident size does not grow.
+    pub huge_pages: bool,
 }
 
 impl Default for HotConfig {
@@ -267,6 +272,7 @@ impl Default for HotConfig {
             exact_below: 2048,
             persist: true,
             persist_every_writes: 1000,
+            huge_pages: true,
         }
     }
 }

@@ -406,11 +406,13 @@ async fn run_one(
         s.execute()
     };
     let mut lat = Vec::with_capacity(queries.len());
+    let mut trace = Trace::new(a.latencies.is_some());
     let mut recall_sum = 0.0;
     for (i, q) in queries.iter().enumerate() {
         let t = Instant::now();
         let hits = search(&db, q, false).await?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        trace.push("query", t, lat[i]);
         if i < gt_n {
             let ids: Vec<String> = hits.into_iter().map(|h| h.record.id).collect();
             recall_sum += recall(&ids, &truths[i]);
@@ -451,6 +453,7 @@ async fn run_one(
         let t = Instant::now();
         let hits = search(&db, q, true).await?;
         flat.push(t.elapsed().as_secs_f64() * 1000.0);
+        trace.push("filtered", t, flat[i]);
         if i < gt_n {
             let ids: Vec<String> = hits.into_iter().map(|h| h.record.id).collect();
             frecall += recall(&ids, &ftruth[i]);
@@ -458,6 +461,9 @@ async fn run_one(
     }
     flat.sort_by(f64::total_cmp);
     let peak_search = peak_rss_bytes();
+    if let Some(path) = &a.latencies {
+        trace.write(path)?;
+    }
 
     // Single-record inserts through the write buffer (not with --reuse).
     let singles = if a.reuse {
@@ -525,6 +531,46 @@ async fn run_one(
         let _ = std::fs::remove_dir_all(root.join("keys"));
     }
     Ok(doc)
+}
+
+/// Per-query latencies in the order run, for `--latencies`.
+struct Trace {
+    on: bool,
+    phase: &'static str,
+    began: Instant,
+    count: usize,
+    lines: Vec<String>,
+}
+
+impl Trace {
+    fn new(on: bool) -> Self {
+        Self {
+            on,
+            phase: "",
+            began: Instant::now(),
+            count: 0,
+            lines: vec!["phase,query,at_ms,latency_ms".into()],
+        }
+    }
+
+    /// Records a query of `phase` that started at `start` and took `ms`.
+    fn push(&mut self, phase: &'static str, start: Instant, ms: f64) {
+        if !self.on {
+            return;
+        }
+        if self.phase != phase {
+            (self.phase, self.began, self.count) = (phase, start, 0);
+        }
+        let at = start.duration_since(self.began).as_secs_f64() * 1000.0;
+        self.lines
+            .push(format!("{phase},{},{at:.3},{ms:.4}", self.count));
+        self.count += 1;
+    }
+
+    fn write(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::write(path, self.lines.join("\n") + "\n")
+            .map_err(|e| anyhow::anyhow!("--latencies {}: {e}", path.display()))
+    }
 }
 
 /// Single-record inserts through the write buffer: 1 writer, then 8;

@@ -10,6 +10,7 @@ use usearch::Index;
 use crate::error::{Error, Result};
 use crate::query::Projection;
 
+use super::huge;
 use super::mem::{Layout, Mem, graph_add, graph_search, search_threads, usearch_err};
 use super::persist::{self, Expect};
 use super::row::RowMap;
@@ -96,8 +97,11 @@ impl Shared {
                 let fold = !mem.pending.is_empty();
                 t.generation.fetch_add(1, Ordering::AcqRel);
                 *t.state.write().expect("lock") = State::Hot(Box::new(mem));
+                t.collapse_due.store(true, Ordering::Release);
                 if fold {
                     self.spawn_fold(t.clone());
+                } else {
+                    self.spawn_save(t.clone());
                 }
                 true
             }
@@ -182,6 +186,7 @@ impl Shared {
                 let fold = !mem.pending.is_empty();
                 *state = State::Hot(Box::new(mem));
                 drop(state);
+                t.collapse_due.store(true, Ordering::Release);
                 if fold {
                     self.spawn_fold(t.clone());
                 } else {
@@ -335,6 +340,7 @@ impl Shared {
                 if save {
                     me.save_claimed(&t);
                 }
+                me.collapse_if_due(&t);
                 t.folding.store(false, Ordering::Release);
                 // A write may have added rows after the last chunk.
                 let more = matches!(&*t.state.read().expect("lock"),
@@ -444,8 +450,10 @@ impl Shared {
         Ok(mem.pending.is_empty())
     }
 
+    /// Saves (and moves memory onto huge pages when due) in the background.
     pub(crate) fn spawn_save(self: &Arc<Self>, t: Arc<TableHot>) {
-        if !self.cfg.persist {
+        let collapse = self.cfg.huge_pages && t.collapse_due.load(Ordering::Acquire);
+        if !self.cfg.persist && !collapse {
             return;
         }
         // `folding` is claimed here, not on the thread: whoever waits for the
@@ -482,13 +490,28 @@ impl Shared {
     /// other (both hold `folding`): the graph is never serialised while rows
     /// are being added to it.
     fn save_and_release(self: &Arc<Self>, t: &Arc<TableHot>) {
-        self.save_claimed(t);
+        if self.cfg.persist {
+            self.save_claimed(t);
+        }
+        self.collapse_if_due(t);
         t.folding.store(false, Ordering::Release);
         // Writes made meanwhile could not start a fold.
         let more = matches!(&*t.state.read().expect("lock"),
             State::Hot(mem) if !mem.pending.is_empty());
         if more && !self.is_closed() {
             self.spawn_fold(t.clone());
+        }
+    }
+
+    /// Moves memory onto huge pages once after a build or load, with
+    /// `folding` held (so whoever waits for the table to settle waits for
+    /// this too, and no fold adds to the graph meanwhile).
+    fn collapse_if_due(&self, t: &TableHot) {
+        if t.collapse_due.swap(false, Ordering::AcqRel) && self.cfg.huge_pages {
+            let start = std::time::Instant::now();
+            let c = huge::collapse();
+            tracing::debug!(table = %t.name, chunks = c.chunks, refused = c.refused,
+                ms = start.elapsed().as_millis() as u64, "memory moved onto huge pages");
         }
     }
 

@@ -28,6 +28,7 @@
 mod background;
 mod build;
 mod filters;
+mod huge;
 mod mem;
 mod persist;
 mod row;

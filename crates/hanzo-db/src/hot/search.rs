@@ -177,17 +177,19 @@ fn rerank_from_disk(
     let metric = mem.layout.metric;
     found.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
     found.truncate(count);
-    let mut v = vec![0f32; mem.layout.dim];
-    let mut scratch = Vec::new();
-    for (key, d) in found.iter_mut() {
+    let mut from_disk = Vec::with_capacity(found.len());
+    for (i, (key, d)) in found.iter_mut().enumerate() {
         match mem.rows.get(key) {
             Some(row) if row.vector.len() == query.len() => {
                 *d = metric.distance(query, &row.vector);
             }
-            _ if file.read(*key, &mut v, &mut scratch) => *d = metric.distance(query, &v),
-            _ => {}
+            _ => from_disk.push(i),
         }
     }
+    let keys: Vec<u64> = from_disk.iter().map(|&i| found[i].0).collect();
+    file.read_many(&keys, |j, v| {
+        found[from_disk[j]].1 = metric.distance(query, v)
+    });
 }
 
 /// Brute force over the rows in the graph (`in_graph`) or the pending ones.

@@ -149,6 +149,9 @@ pub(crate) struct TableHot {
     /// Set while the saved index loads for a table LanceDB has no vector
     /// index for: searches wait for the load rather than scan.
     pub loading: AtomicBool,
+    /// Set when a graph was built or loaded: the next fold or save to end
+    /// moves memory onto huge pages (see [`super::huge`]) before it settles.
+    pub collapse_due: AtomicBool,
 }
 
 /// What a caller must do after applying a write.
@@ -176,6 +179,7 @@ impl TableHot {
             bulk: AtomicBool::new(false),
             building: tokio::sync::Mutex::new(()),
             loading: AtomicBool::new(false),
+            collapse_due: AtomicBool::new(false),
         }
     }
 
