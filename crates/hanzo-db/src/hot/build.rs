@@ -97,7 +97,7 @@ impl Shared {
                 let fold = !mem.pending.is_empty();
                 t.generation.fetch_add(1, Ordering::AcqRel);
                 *t.state.write().expect("lock") = State::Hot(Box::new(mem));
-                t.collapse_due.store(true, Ordering::Release);
+                t.collapse_due.store(self.cfg.huge_pages, Ordering::Release);
                 if fold {
                     self.spawn_fold(t.clone());
                 } else {
@@ -186,7 +186,7 @@ impl Shared {
                 let fold = !mem.pending.is_empty();
                 *state = State::Hot(Box::new(mem));
                 drop(state);
-                t.collapse_due.store(true, Ordering::Release);
+                t.collapse_due.store(self.cfg.huge_pages, Ordering::Release);
                 if fold {
                     self.spawn_fold(t.clone());
                 } else {
@@ -452,7 +452,7 @@ impl Shared {
 
     /// Saves (and moves memory onto huge pages when due) in the background.
     pub(crate) fn spawn_save(self: &Arc<Self>, t: Arc<TableHot>) {
-        let collapse = self.cfg.huge_pages && t.collapse_due.load(Ordering::Acquire);
+        let collapse = t.collapse_due.load(Ordering::Acquire);
         if !self.cfg.persist && !collapse {
             return;
         }
@@ -507,7 +507,7 @@ impl Shared {
     /// `folding` held (so whoever waits for the table to settle waits for
     /// this too, and no fold adds to the graph meanwhile).
     fn collapse_if_due(&self, t: &TableHot) {
-        if t.collapse_due.swap(false, Ordering::AcqRel) && self.cfg.huge_pages {
+        if t.collapse_due.swap(false, Ordering::AcqRel) {
             let start = std::time::Instant::now();
             let c = huge::collapse();
             tracing::debug!(table = %t.name, chunks = c.chunks, refused = c.refused,

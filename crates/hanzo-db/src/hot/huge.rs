@@ -49,17 +49,20 @@ fn candidates(maps: &str) -> Vec<(usize, usize)> {
 /// The 2 MiB-aligned stretches inside `(start, end)`.
 fn chunks((start, end): (usize, usize)) -> impl Iterator<Item = usize> {
     let first = start.div_ceil(HUGE) * HUGE;
-    (first..end.saturating_sub(HUGE - 1))
-        .step_by(HUGE)
-        .filter(move |c| c + HUGE <= end)
+    // Below `end - HUGE + 1`: each stretch ends by `end`.
+    (first..end.saturating_sub(HUGE - 1)).step_by(HUGE)
 }
 
 /// Moves the fully resident stretches of large anonymous mappings onto huge
 /// pages. Takes a while (a copy of each stretch): run it in the background.
+/// The pass covers the whole process, so tables built or loaded together
+/// take turns: a later pass finds the earlier one's stretches moved already.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub(crate) fn collapse() -> Collapsed {
     use nix::libc;
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut done = Collapsed::default();
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return done;

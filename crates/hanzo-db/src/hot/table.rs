@@ -149,8 +149,9 @@ pub(crate) struct TableHot {
     /// Set while the saved index loads for a table LanceDB has no vector
     /// index for: searches wait for the load rather than scan.
     pub loading: AtomicBool,
-    /// Set when a graph was built or loaded: the next fold or save to end
-    /// moves memory onto huge pages (see [`super::huge`]) before it settles.
+    /// Set when a graph was built or loaded with `[hot] huge_pages` on: the
+    /// next fold or save to end moves memory onto huge pages (see
+    /// [`super::huge`]) before it settles.
     pub collapse_due: AtomicBool,
 }
 
